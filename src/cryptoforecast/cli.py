@@ -1,0 +1,148 @@
+"""``cryptoforecast`` operations CLI: data check / download.
+
+Heavy imports (pandas, torch, lightning) happen inside the commands, so ``--help`` stays instant.
+Bad data ends with a one-paragraph message and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cryptoforecast`` console script; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from cryptoforecast.data.schema import DataError, DataSourceError
+
+    try:
+        return int(args.func(args))
+    except (DataError, DataSourceError) as exc:
+        _console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 1
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cryptoforecast", description="cryptoforecast operations: data check, download."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(title="commands")
+
+    data = sub.add_parser("data", help="check or download candle data")
+    data_sub = data.add_subparsers(title="data commands")
+
+    check = data_sub.add_parser(
+        "check", help="quality report for a candle file or a bundled symbol"
+    )
+    check.add_argument("target", help="a CSV/CSV.gz/parquet path, or a bundled symbol (BTCUSDT)")
+    check.add_argument("--market", default="spot", choices=["spot", "futures"])
+    check.add_argument("--interval", default=None, help="bar length (default: inferred)")
+    check.add_argument("--spike-z", type=float, default=None, help="robust z for spikes")
+    check.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    check.add_argument("--max-list", type=int, default=30, help="gaps/spikes listed in the table")
+    check.set_defaults(func=_cmd_data_check)
+
+    dl = data_sub.add_parser("download", help="download candles into the cache")
+    dl.add_argument("--source", default="binance", choices=["binance", "ccxt"])
+    dl.add_argument("--symbol", default="BTCUSDT")
+    dl.add_argument("--interval", default="1h")
+    dl.add_argument("--days", type=float, default=365)
+    dl.add_argument("--market", default="spot", choices=["spot", "futures"])
+    dl.add_argument("--exchange", default="binance", help="ccxt exchange id (--source ccxt)")
+    dl.add_argument("--cache-dir", default=None, help="default: $CRYPTOFORECAST_CACHE or ~/.cache")
+    dl.set_defaults(func=_cmd_data_download)
+    return parser
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from cryptoforecast.data.quality import QualityPolicy, check_candles
+    from cryptoforecast.data.sources import bundled_path, infer_interval, read_candle_file
+
+    path = Path(args.target)
+    if not path.exists() and args.target.isalnum():  # a symbol: the bundled file
+        path = bundled_path(args.target, args.market, args.interval or "1h")
+    raw = read_candle_file(path)
+    interval = args.interval or infer_interval(raw["timestamp"], source=str(path))
+    policy = QualityPolicy() if args.spike_z is None else QualityPolicy(spike_z=args.spike_z)
+    _, report = check_candles(raw, str(path), interval, policy)
+    if args.json:
+        sys.stdout.write(json.dumps(report.to_dict()) + "\n")
+    else:
+        _print_report(report.to_dict(), args.max_list)
+    return 0 if report.ok else 1
+
+
+def _cmd_data_download(args: argparse.Namespace) -> int:
+    from cryptoforecast.data.loader import DataSpec, load_candles
+
+    spec = DataSpec(
+        source=args.source,
+        symbol=args.symbol,
+        interval=args.interval,
+        days=args.days,
+        market=args.market,
+        exchange=args.exchange,
+        native_interval=args.interval,
+        cache_dir=args.cache_dir,
+    )
+    candles = load_candles(spec)
+    _print_report(candles.report.to_dict(), max_list=10)
+    return 0
+
+
+def _print_report(rep: dict[str, Any], max_list: int) -> None:
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"data quality: {rep['source']} ({rep['interval']})", show_header=False)
+    table.add_column("check", style="bold")
+    table.add_column("value")
+    table.add_row("rows", f"{rep['rows']:,}")
+    table.add_row("span (UTC, open times)", f"{rep['start']} -> {rep['end']}")
+    table.add_row("missing bars", f"{rep['missing_bars']:,} in {len(rep['gaps'])} gap(s)")
+    longest = rep["longest_gap_bars"]
+    table.add_row(
+        "longest gap", f"{longest} bars after {rep['longest_gap_after']}" if longest else "-"
+    )
+    table.add_row("duplicates dropped", str(rep["duplicates_dropped"]))
+    table.add_row("unsorted rows", str(rep["unsorted_rows"]))
+    table.add_row("zero-volume flat bars", ", ".join(rep["zero_volume_bars"]) or "0")
+    table.add_row("return spikes", str(len(rep["spikes"])))
+    table.add_row("warnings", str(len(rep["warnings"])))
+    status = "[green]ok[/]" if not rep["errors"] else f"[red]{len(rep['errors'])} error(s)[/]"
+    table.add_row("status", status)
+    console.print(table)
+    if rep["gaps"]:
+        gaps = Table(title="gaps (last bar before the gap, missing bars)")
+        gaps.add_column("after")
+        gaps.add_column("missing", justify="right")
+        for gap in rep["gaps"][:max_list]:
+            gaps.add_row(gap["after"], str(gap["missing_bars"]))
+        if len(rep["gaps"]) > max_list:
+            gaps.add_row(f"... {len(rep['gaps']) - max_list} more (--json for all)", "")
+        console.print(gaps)
+    for msg in rep["errors"]:
+        console.print(f"[red]error:[/] {msg}", highlight=False, soft_wrap=True)
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,197 @@
+"""``load_candles``: one entry point for every candle source, with quality checks on each load."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from cryptoforecast.data.quality import QualityPolicy, QualityReport, check_candles, describe
+from cryptoforecast.data.resample import resample_candles
+from cryptoforecast.data.schema import DataError, interval_to_timedelta
+from cryptoforecast.data.sources import bundled_path, read_candle_file
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("bundled", "file", "binance", "ccxt")
+MARKETS = ("spot", "futures")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which candles to load. Built from ``conf/data/*.yaml`` via ``_target_``.
+
+    Args:
+        source: ``bundled`` (default, no network), ``file``, ``binance`` or ``ccxt``.
+        symbol: e.g. ``BTCUSDT`` (ccxt takes ``BTC/USDT`` too).
+        interval: bar length; bundled and file data at 1h are resampled for 4h/1d.
+        days: keep the last N days of the available history (None: all).
+        start: inclusive first bar open time (ISO, UTC), or None.
+        end: exclusive end (ISO, UTC), or None.
+        path: the file for ``source=file``.
+        market: ``spot`` or ``futures`` (USD-M perpetual) for bundled and binance.
+        exchange: ccxt exchange id for ``source=ccxt``.
+        native_interval: the interval stored in the source (``file``/``bundled``: 1h).
+        cache_dir: cache folder for downloads (None: ``~/.cache/cryptoforecast``).
+        quality: the repair policy.
+
+    """
+
+    source: str = "bundled"
+    symbol: str = "BTCUSDT"
+    interval: str = "1h"
+    days: float | None = 365
+    start: str | None = None
+    end: str | None = None
+    path: str | None = None
+    market: str = "spot"
+    exchange: str = "binance"
+    native_interval: str = "1h"
+    cache_dir: str | None = None
+    quality: QualityPolicy = field(default_factory=QualityPolicy)
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise DataError(f"data.source={self.source!r}; choose one of {', '.join(SOURCES)}")
+        if self.market not in MARKETS:
+            raise DataError(f"data.market={self.market!r}; choose one of {', '.join(MARKETS)}")
+        if self.source == "file" and not self.path:
+            raise DataError("data.source=file needs data.path=/path/to/candles.csv")
+        if self.days is not None and self.days <= 0:
+            raise DataError(f"data.days must be positive, got {self.days}")
+        interval_to_timedelta(self.interval)
+        if isinstance(self.quality, dict):  # Hydra passes nested configs as dicts
+            object.__setattr__(self, "quality", QualityPolicy(**self.quality))
+
+
+@dataclass
+class Candles:
+    """Loaded candles and what the checks found.
+
+    ``frame`` holds ``history_bars`` extra bars (when the source has them) before
+    ``sample_start``, the first bar of the requested span, so features can warm up on real history
+    instead of eating into the requested days.
+    """
+
+    frame: pd.DataFrame
+    report: QualityReport
+    sample_start: pd.Timestamp
+    spec: DataSpec
+
+
+def load_candles(spec: DataSpec, history_bars: int = 0) -> Candles:
+    """Load, check and slice candles as ``spec`` says.
+
+    Args:
+        spec: what to load.
+        history_bars: bars of extra history wanted before the requested span (feature warm-up).
+
+    Returns:
+        :class:`Candles`. The report describes the loaded frame, with duplicate and sorting
+        counts from the whole source.
+
+    Raises:
+        DataError: bad data (named file, row, timestamp, value) or an empty selection.
+
+    """
+    step = interval_to_timedelta(spec.interval)
+    native, source_name = _read_native(spec, history_bars, step)
+    frame, report = check_candles(native, source_name, spec.native_interval, spec.quality)
+    report.raise_for_errors()
+    frame = resample_candles(frame, spec.interval, spec.native_interval)
+    if frame.empty:
+        raise DataError(f"{source_name}: no candles")
+    end = pd.Timestamp(spec.end, tz="UTC") if spec.end else frame.index[-1] + step
+    start = pd.Timestamp(spec.start, tz="UTC") if spec.start else frame.index[0]
+    if spec.days is not None:
+        start = max(start, end - pd.Timedelta(days=spec.days))
+    frame = frame[frame.index < end]
+    in_span = frame.index >= start
+    if not in_span.any():
+        raise DataError(
+            f"{source_name}: no candles between {start} and {end} "
+            f"(the data spans {report.start} to {report.end})"
+        )
+    first = int(in_span.argmax())
+    frame = frame.iloc[max(0, first - history_bars) :]
+    if first < history_bars:
+        log.warning(
+            "%s: only %d of the %d warm-up bars requested exist before %s",
+            source_name,
+            first,
+            history_bars,
+            frame.index[first] if len(frame) else start,
+        )
+    loaded = QualityReport(
+        source=source_name,
+        interval=spec.interval,
+        duplicates_dropped=report.duplicates_dropped,
+        unsorted_rows=report.unsorted_rows,
+        warnings=[w for w in report.warnings if "duplicate" in w or "order" in w],
+    )
+    describe(frame, loaded, step, spec.quality.spike_z)
+    sample_start = frame.index[min(first, history_bars)]
+    log.info(
+        "loaded %s %s %s: %d bars %s -> %s (%d warm-up bars before %s), %d gap(s)",
+        spec.source,
+        spec.symbol,
+        spec.interval,
+        len(frame),
+        loaded.start,
+        loaded.end,
+        min(first, history_bars),
+        sample_start,
+        len(loaded.gaps),
+    )
+    return Candles(frame=frame, report=loaded, sample_start=sample_start, spec=spec)
+
+
+def _read_native(
+    spec: DataSpec, history_bars: int, step: pd.Timedelta
+) -> tuple[pd.DataFrame, str]:
+    """Raw frame at the native interval (RangeIndex + ``timestamp`` column) and its name."""
+    if spec.source == "bundled":
+        path = bundled_path(spec.symbol, spec.market, spec.native_interval)
+        return read_candle_file(path), f"bundled:{path.name}"
+    if spec.source == "file":
+        path = Path(str(spec.path)).expanduser()
+        return read_candle_file(path), str(path)
+    # Network sources: ask only for what is needed (span + warm-up history).
+    end = pd.Timestamp(spec.end, tz="UTC") if spec.end else None
+    if spec.start:
+        start = pd.Timestamp(spec.start, tz="UTC")
+    elif spec.days is not None:
+        start = (end or pd.Timestamp.now(tz="UTC").floor(step)) - pd.Timedelta(days=spec.days)
+    else:
+        raise DataError(f"data.source={spec.source} needs data.days or data.start")
+    start = start - history_bars * step
+    cache = Path(spec.cache_dir).expanduser() if spec.cache_dir else None
+    if spec.source == "binance":
+        from cryptoforecast.data.binance import fetch_binance
+
+        frame = fetch_binance(
+            spec.symbol,
+            spec.native_interval,
+            start,
+            end,
+            market=spec.market,
+            cache_dir=cache,
+            progress=True,
+        )
+        name = f"binance:{spec.market}:{spec.symbol}:{spec.native_interval}"
+    else:
+        from cryptoforecast.data.ccxt_source import fetch_ccxt
+
+        frame = fetch_ccxt(
+            spec.exchange,
+            spec.symbol,
+            spec.native_interval,
+            start,
+            end,
+            cache_dir=cache,
+            progress=True,
+        )
+        name = f"ccxt:{spec.exchange}:{spec.symbol}:{spec.native_interval}"
+    return frame.reset_index(), name
