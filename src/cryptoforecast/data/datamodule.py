@@ -1,0 +1,202 @@
+"""From candles to Lightning loaders: features, targets, windows, a fold, a train-only scaler."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from cryptoforecast.data.dataset import WindowDataset
+from cryptoforecast.data.loader import Candles
+from cryptoforecast.data.schema import DataError, interval_to_timedelta
+from cryptoforecast.data.splits import Fold
+from cryptoforecast.data.targets import TargetSpec, make_targets
+from cryptoforecast.data.windows import WindowIndex, build_window_index
+from cryptoforecast.features.pipeline import FeatureSet
+from cryptoforecast.features.scalers import RobustScaler, StandardScaler
+
+log = logging.getLogger(__name__)
+
+SCALERS = {"standard": StandardScaler, "robust": RobustScaler}
+
+
+@dataclass
+class SampleSet:
+    """Everything computed once for the whole loaded history, before any split.
+
+    Attributes:
+        index: bar open times ``[N]`` (gaps kept).
+        features: unscaled features ``[N, F]`` (NaN inside warm-ups).
+        feature_names: column names of ``features``.
+        targets: labels ``[N, H]`` from :func:`make_targets`.
+        base_close: the execution-bar close each label's return starts from ``[N]``.
+        close: closes ``[N]``.
+        windows: valid sample ends.
+        target: the target spec.
+        symbol: e.g. BTCUSDT.
+        step: bar length.
+    """
+
+    index: pd.DatetimeIndex
+    features: np.ndarray
+    feature_names: list[str]
+    targets: np.ndarray
+    base_close: np.ndarray
+    close: np.ndarray
+    windows: WindowIndex
+    target: TargetSpec
+    symbol: str
+    step: pd.Timedelta
+
+    @property
+    def n_features(self) -> int:
+        """Number of feature columns ``F``."""
+        return self.features.shape[1]
+
+
+def build_samples(candles: Candles, feature_set: FeatureSet, target: TargetSpec) -> SampleSet:
+    """Compute features (causal), targets (the only look-ahead) and valid windows."""
+    frame = candles.frame
+    feats = feature_set.compute(frame)
+    y, base = make_targets(frame["close"], target)
+    step = interval_to_timedelta(candles.spec.interval)
+    features = feats.to_numpy(dtype="float64")
+    windows = build_window_index(
+        frame.index, step, features, y, feature_set.lookback, candles.sample_start
+    )
+    if len(windows) == 0:
+        in_span = int((frame.index >= candles.sample_start).sum())
+        raise DataError(
+            f"no valid samples: {in_span} bars in the requested span from {candles.sample_start}, "
+            f"but each sample needs {feature_set.lookback} consecutive input bars after a "
+            f"{feature_set.warmup}-bar feature warm-up and {target.reach} bars of label "
+            f"(execution_lag {target.execution_lag} + horizon {max(target.horizons)}); "
+            "use more data.days or a shorter horizon/lookback"
+        )
+    log.info(
+        "%d features, %d valid windows of %d bars (warm-up %d bars)",
+        features.shape[1],
+        len(windows),
+        feature_set.lookback,
+        feature_set.warmup,
+    )
+    return SampleSet(
+        index=frame.index,
+        features=features,
+        feature_names=list(feats.columns),
+        targets=y,
+        base_close=base,
+        close=frame["close"].to_numpy(dtype="float64"),
+        windows=windows,
+        target=target,
+        symbol=candles.spec.symbol,
+        step=step,
+    )
+
+
+def train_rows(samples: SampleSet, positions: np.ndarray) -> np.ndarray:
+    """Row numbers the training windows read: ``[t0 - L + 1, t_last]`` over the train samples."""
+    ends = samples.windows.ends[positions]
+    first = int(ends[0]) - samples.windows.lookback + 1
+    return np.arange(first, int(ends[-1]) + 1)
+
+
+class ForecastDataModule(L.LightningDataModule):
+    """Loaders for one fold. The scaler sees only the rows the training windows read.
+
+    Args:
+        samples: the precomputed :class:`SampleSet`.
+        fold: which samples are train/val/test.
+        scaler: ``standard`` or ``robust``.
+        batch_size: samples per batch.
+        num_workers: loader workers (0 is fastest for these small in-memory tensors).
+        shuffle_train: shuffle training windows (order within train only; splits stay by time).
+    """
+
+    def __init__(
+        self,
+        samples: SampleSet,
+        fold: Fold,
+        scaler: str = "standard",
+        batch_size: int = 256,
+        num_workers: int = 0,
+        shuffle_train: bool = True,
+    ) -> None:
+        super().__init__()
+        if scaler not in SCALERS:
+            raise ValueError(f"scaler={scaler!r}; choose one of {', '.join(SCALERS)}")
+        self.samples, self.fold = samples, fold
+        self.scaler = SCALERS[scaler]()
+        self.batch_size, self.num_workers, self.shuffle_train = (
+            batch_size,
+            num_workers,
+            shuffle_train,
+        )
+        self._ready = False
+
+    def setup(self, stage: str | None = None) -> None:
+        """Fit the scaler on the training rows, scale everything, build the datasets."""
+        if self._ready:
+            return
+        s = self.samples
+        rows = train_rows(s, self.fold.train)
+        self.scaler.fit(s.features[rows])
+        scaled = self.scaler.transform(s.features)
+        # Return targets are divided by their training RMS (no centring: 0 still means flat), so
+        # the loss is O(1) whatever the interval; predictions are multiplied back before any
+        # metric. Direction labels stay 0/1.
+        self.target_scale = np.ones(s.targets.shape[1])
+        if s.target.kind == "return":
+            train_y = s.targets[s.windows.ends[self.fold.train]]
+            self.target_scale = np.sqrt(np.mean(train_y**2, axis=0))
+            self.target_scale[~(self.target_scale > 0)] = 1.0
+        x = torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32))
+        y = torch.from_numpy(np.ascontiguousarray(s.targets / self.target_scale, dtype=np.float32))
+        lb = s.windows.lookback
+        self.datasets = {
+            name: WindowDataset(x, y, s.windows.ends[getattr(self.fold, name)], lb)
+            for name in ("train", "val", "test")
+        }
+        self._ready = True
+
+    def unscale_predictions(self, y_pred: np.ndarray) -> np.ndarray:
+        """Model outputs ``[S, H]`` back in target units (log returns); probabilities unchanged."""
+        return y_pred * self.target_scale
+
+    def state(self) -> dict[str, object]:
+        """Fitted feature scaler and target scale as JSON (for the run folder and export)."""
+        return {
+            "features": self.scaler.to_dict(),
+            "feature_names": self.samples.feature_names,
+            "target_scale": self.target_scale.tolist(),
+        }
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        return DataLoader(
+            self.datasets[name],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        """Training windows (shuffled within the training segment)."""
+        return self._loader("train", self.shuffle_train)
+
+    def val_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        """Validation windows in time order."""
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        """Test windows in time order."""
+        return self._loader("test", False)
+
+    def predict_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        """Test windows in time order (what the PredictionFrame is built from)."""
+        return self._loader("test", False)

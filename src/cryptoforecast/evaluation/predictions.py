@@ -1,0 +1,87 @@
+"""PredictionFrame: the one table every model's forecasts are judged from.
+
+Columns: ``timestamp`` (open time of the last input bar t; the forecast is made at its close),
+``symbol``, ``fold``, ``horizon``, ``y_true``, ``y_pred``, ``base_close`` (the execution-bar close
+the return is measured from), and ``p_up`` for classifiers. One row per sample and horizon.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cryptoforecast.evaluation.metrics import regression_report
+
+COLUMNS = ["timestamp", "symbol", "fold", "horizon", "y_true", "y_pred", "base_close"]
+
+
+def make_prediction_frame(
+    timestamps: pd.DatetimeIndex,
+    symbol: str,
+    fold: int,
+    horizons: list[int],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    base_close: np.ndarray,
+    p_up: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Long-format frame from ``[S, H]`` arrays (one row per sample and horizon).
+
+    Args:
+        timestamps: ``[S]`` last-input-bar open times.
+        symbol: instrument.
+        fold: fold number (0 for a holdout split).
+        horizons: the ``H`` horizons, in column order.
+        y_true: ``[S, H]`` realised targets.
+        y_pred: ``[S, H]`` forecasts.
+        base_close: ``[S]`` execution-bar closes.
+        p_up: ``[S, H]`` probabilities of an up move (classifiers), or None.
+    """
+    n, h = y_true.shape
+    if y_pred.shape != (n, h) or len(timestamps) != n or len(base_close) != n:
+        raise ValueError(
+            f"misaligned predictions: timestamps {len(timestamps)}, y_true {y_true.shape}, "
+            f"y_pred {y_pred.shape}, base_close {len(base_close)}"
+        )
+    frame = pd.DataFrame(
+        {
+            "timestamp": np.repeat(timestamps.to_numpy(), h),
+            "symbol": symbol,
+            "fold": fold,
+            "horizon": np.tile(np.asarray(horizons, dtype=np.int64), n),
+            "y_true": y_true.reshape(-1),  # [S, H] -> [S*H], sample-major
+            "y_pred": y_pred.reshape(-1),
+            "base_close": np.repeat(base_close, h),
+        }
+    )
+    if p_up is not None:
+        frame["p_up"] = p_up.reshape(-1)
+    frame["timestamp"] = pd.DatetimeIndex(frame["timestamp"]).tz_convert("UTC")
+    return validate(frame)
+
+
+def validate(frame: pd.DataFrame) -> pd.DataFrame:
+    """Check the schema and that no (symbol, fold, horizon, timestamp) appears twice."""
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"PredictionFrame lacks column(s) {missing}")
+    if frame.duplicated(["symbol", "fold", "horizon", "timestamp"]).any():
+        raise ValueError("PredictionFrame has duplicate (symbol, fold, horizon, timestamp) rows")
+    if not np.isfinite(frame[["y_true", "y_pred", "base_close"]].to_numpy()).all():
+        raise ValueError("PredictionFrame has non-finite y_true, y_pred or base_close")
+    return frame
+
+
+def score(frame: pd.DataFrame, prefix: str) -> dict[str, float]:
+    """Regression metrics per horizon, computed by :mod:`evaluation.metrics`.
+
+    Keys are ``{prefix}/{metric}`` for one horizon and ``{prefix}/h{h}/{metric}`` for several.
+    """
+    out: dict[str, float] = {}
+    horizons = sorted(frame["horizon"].unique())
+    for h in horizons:
+        part = frame[frame["horizon"] == h]
+        rep = regression_report(part["y_true"], part["y_pred"], part["base_close"])
+        key = prefix if len(horizons) == 1 else f"{prefix}/h{h}"
+        out.update({f"{key}/{name}": float(value) for name, value in rep.items()})
+    return out

@@ -1,0 +1,23 @@
+"""Terminal summary tables (rich)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+_ROWS = ("rmse", "mae", "mape", "r2", "directional_accuracy", "f1", "ic")
+
+
+def print_summary(metrics: dict[str, float], title: str) -> None:
+    """Print model vs persistence baselines for the headline metrics."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    table.add_column("persistence (zero return)", justify="right")
+    table.add_column("persistence (last change)", justify="right")
+    for name in _ROWS:
+        vals = [metrics.get(f"{p}/{name}") for p in ("test", "baseline", "baseline_last")]
+        if vals[0] is None:
+            continue
+        table.add_row(name, *("-" if v is None else f"{v:.4f}" for v in vals))
+    Console().print(table)
