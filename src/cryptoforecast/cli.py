@@ -59,7 +59,9 @@ def _build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--source", default="binance", choices=["binance", "ccxt"])
     dl.add_argument("--symbol", default="BTCUSDT")
     dl.add_argument("--interval", default="1h")
-    dl.add_argument("--days", type=float, default=365)
+    dl.add_argument("--days", type=float, default=365, help="the last N days (default 365)")
+    dl.add_argument("--start", default=None, help="ISO UTC start (instead of --days)")
+    dl.add_argument("--end", default=None, help="ISO UTC exclusive end (default: now)")
     dl.add_argument("--market", default="spot", choices=["spot", "futures"])
     dl.add_argument("--exchange", default="binance", help="ccxt exchange id (--source ccxt)")
     dl.add_argument("--cache-dir", default=None, help="default: $CRYPTOFORECAST_CACHE or ~/.cache")
@@ -92,7 +94,9 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
         source=args.source,
         symbol=args.symbol,
         interval=args.interval,
-        days=args.days,
+        days=None if args.start else args.days,
+        start=args.start,
+        end=args.end,
         market=args.market,
         exchange=args.exchange,
         native_interval=args.interval,

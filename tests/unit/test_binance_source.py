@@ -229,3 +229,36 @@ def test_corrupt_cache_file_is_downloaded_again(tmp_path: Path) -> None:
     assert zips(fake) == [SPOT.format(kind="monthly", period="2024-12")] * 2
     pd.testing.assert_frame_equal(got, expected(fake, "2024-12-01").loc[:"2024-12-04 23:00"])
     assert sorted(p.name for p in folder.iterdir()) == ["2024-12.parquet", "_downloads"]
+
+
+def test_cli_download_fills_the_cache_and_reuses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryptoforecast.cli import main
+
+    with FakeBinance(now=NOW) as fake:
+        monkeypatch.setenv("CRYPTOFORECAST_BINANCE_ARCHIVE_URL", fake.url)
+        monkeypatch.setenv("CRYPTOFORECAST_BINANCE_REST_URL", fake.url)
+        argv = [
+            "data",
+            "download",
+            "--source",
+            "binance",
+            "--symbol",
+            "BTCUSDT",
+            "--start",
+            "2024-11-01",
+            "--end",
+            "2025-01-03",
+            "--cache-dir",
+            str(tmp_path),
+        ]
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "2024-11-01T00:00:00Z -> 2025-01-02T23:00:00Z" in out and "ok" in out
+        assert list((tmp_path / "binance").rglob("*.parquet"))
+        first = len(zips(fake))
+        assert main(argv) == 0  # second call: served from the parquet cache ...
+        again = zips(fake)[first:]
+        # ... except the daily zip the archive has not published yet (the REST API covered it)
+        assert again == ["/data/spot/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2025-01-02.zip"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,6 +172,11 @@ def _read_native(
     if spec.source == "binance":
         from cryptoforecast.data.binance import fetch_binance
 
+        # Mirrors (and the tests' local fake exchange) are reached through these variables.
+        urls = {
+            "archive_url": os.environ.get("CRYPTOFORECAST_BINANCE_ARCHIVE_URL"),
+            "rest_url": os.environ.get("CRYPTOFORECAST_BINANCE_REST_URL"),
+        }
         frame = fetch_binance(
             spec.symbol,
             spec.native_interval,
@@ -179,6 +185,7 @@ def _read_native(
             market=spec.market,
             cache_dir=cache,
             progress=True,
+            **{k: v for k, v in urls.items() if v},
         )
         name = f"binance:{spec.market}:{spec.symbol}:{spec.native_interval}"
     else:
