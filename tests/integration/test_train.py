@@ -123,3 +123,9 @@ def test_train_py_entry_point(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out / ".hydra" / "config.yaml").exists() and (out / "metrics.json").exists()
     assert "persistence" in res.stdout
+
+
+def test_direction_target_needs_a_classifier(make_cfg: Callable[..., DictConfig]) -> None:
+    cfg = make_cfg(*FAST, "trainer.fast_dev_run=true", "target.kind=direction")
+    with pytest.raises(DataError, match="target.kind=direction gives 0/1 labels"):
+        run(cfg)

@@ -134,6 +134,8 @@ def load_candles(spec: DataSpec, history_bars: int = 0) -> Candles:
     )
     describe(frame, loaded, step, spec.quality.spike_z)
     sample_start = frame.index[min(first, history_bars)]
+    for warning in loaded.warnings:
+        log.warning("%s: %s", source_name, warning)
     log.info(
         "loaded %s %s %s: %d bars %s -> %s (%d warm-up bars before %s), %d gap(s)",
         spec.source,

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cryptoforecast.data.datamodule import ForecastDataModule, SampleSet, build_samples
 from cryptoforecast.data.loader import load_candles
+from cryptoforecast.data.schema import DataError
 from cryptoforecast.data.splits import Fold
 from cryptoforecast.data.targets import TargetSpec
 from cryptoforecast.evaluation.predictions import make_prediction_frame, score
@@ -35,9 +36,19 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """Train and evaluate one configuration; return the flat metrics dict."""
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Lightning adds its own console handler; under Hydra the root handlers (console + the run's
+    # log file) already print its records, so drop Lightning's to avoid every line twice.
+    if logging.getLogger().handlers:
+        logging.getLogger("lightning").handlers.clear()
     L.seed_everything(cfg.seed, workers=True)
     feature_set = instantiate(cfg.features)
     target = TargetSpec(**OmegaConf.to_container(cfg.target, resolve=True))  # type: ignore[arg-type]
+    if target.kind == "direction" and cfg.model.module.get("task") != "classification":
+        raise DataError(
+            "target.kind=direction gives 0/1 labels, but model.module.task is "
+            f"{cfg.model.module.get('task')!r}; train a classifier (task=classification with "
+            "BCEWithLogitsLoss) or use target.kind=return"
+        )
     candles = load_candles(instantiate(cfg.data), history_bars=feature_set.min_history)
     candles.report.save(out_dir / "data_quality.json")
     samples = build_samples(candles, feature_set, target)
