@@ -17,10 +17,15 @@ from typing import Any
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cryptoforecast`` console script; returns the exit code."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    # `cryptoforecast train SYMBOL --epochs 5 key=value ...`: Hydra overrides may follow options.
+    args, extra = parser.parse_known_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
+    if extra:
+        if args.func is not _cmd_train or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -55,6 +60,24 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-list", type=int, default=30, help="gaps/spikes listed in the table")
     check.set_defaults(func=_cmd_data_check)
 
+    train = sub.add_parser(
+        "train",
+        help="train a model (alias of `python train.py` with the research report's options)",
+        description="Maps the options onto Hydra overrides and runs the same pipeline as "
+        "`python train.py`; anything after the options is passed on as Hydra overrides, e.g. "
+        "`cryptoforecast train BTCUSDT --model-type tcn --days 365 split=walk_forward`.",
+    )
+    train.add_argument("symbol", help="e.g. BTCUSDT (bundled: BTCUSDT, ETHUSDT)")
+    train.add_argument("--model-type", default="attention_lstm", help="a conf/model/*.yaml name")
+    train.add_argument("--variant", default=None, help="lightweight | default | deep")
+    train.add_argument("--days", type=float, default=None, help="last N days (default 365)")
+    train.add_argument("--epochs", type=int, default=None, help="max epochs (torch models)")
+    train.add_argument("--interval", default=None, help="1h (default), 4h, 1d")
+    train.add_argument("--task", default=None, choices=["regression", "classification"])
+    train.add_argument("--horizon", default=None, help="bars ahead, e.g. 1 or [1,4,24]")
+    train.add_argument("overrides", nargs="*", help="extra Hydra overrides (key=value)")
+    train.set_defaults(func=_cmd_train)
+
     dl = data_sub.add_parser("download", help="download candles into the cache")
     dl.add_argument("--source", default="binance", choices=["binance", "ccxt"])
     dl.add_argument("--symbol", default="BTCUSDT")
@@ -85,6 +108,41 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     else:
         _print_report(report.to_dict(), args.max_list)
     return 0 if report.ok else 1
+
+
+def train_overrides(args: argparse.Namespace) -> list[str]:
+    """Hydra overrides equivalent to the report-style ``cryptoforecast train`` options."""
+    out = [f"data.symbol={args.symbol.upper()}", f"model={args.model_type}"]
+    pairs = [
+        ("model.variant", args.variant),
+        ("data.days", args.days),
+        ("trainer.max_epochs", args.epochs),
+        ("data.interval", args.interval),
+        ("task", args.task),
+        ("target.horizon", args.horizon),
+    ]
+    out += [
+        f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in pairs
+        if value is not None
+    ]
+    return out + list(args.overrides)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cryptoforecast.models.factory import known_models
+
+    if args.model_type not in known_models():
+        from cryptoforecast.data.schema import DataError
+
+        raise DataError(
+            f"unknown model type {args.model_type!r}; known: {', '.join(known_models())}"
+        )
+    from cryptoforecast.pipelines.entry import train_main
+
+    sys.argv = ["cryptoforecast train", *train_overrides(args)]
+    train_main()
+    return 0
 
 
 def _cmd_data_download(args: argparse.Namespace) -> int:

@@ -125,7 +125,7 @@ def test_train_py_entry_point(tmp_path: Path) -> None:
     assert "persistence" in res.stdout
 
 
-def test_direction_target_needs_a_classifier(make_cfg: Callable[..., DictConfig]) -> None:
+def test_target_kind_must_agree_with_task(make_cfg: Callable[..., DictConfig]) -> None:
     cfg = make_cfg(*FAST, "trainer.fast_dev_run=true", "target.kind=direction")
-    with pytest.raises(DataError, match="target.kind=direction gives 0/1 labels"):
+    with pytest.raises(DataError, match="target.kind=direction contradicts task=regression"):
         run(cfg)

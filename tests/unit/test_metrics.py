@@ -205,3 +205,36 @@ def test_composite_functions_validate_too() -> None:
         M.regression_report([0.1, 0.2], [0.1, 0.2], [100.0, np.nan])
     with pytest.raises(ValueError, match="shape"):
         M.price_from_log_return([100.0, 101.0], [0.1])
+
+
+def test_classification_report_agrees_with_sklearn() -> None:
+    from sklearn.metrics import (
+        accuracy_score,
+        brier_score_loss,
+        log_loss,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    from cryptoforecast.evaluation.metrics import classification_report
+
+    rng = np.random.default_rng(3)
+    y = rng.random(500) > 0.45
+    p = np.clip(0.5 + 0.2 * (y - 0.5) + rng.normal(0, 0.2, 500), 0, 1)
+    p[:3] = [0.0, 1.0, 0.5]  # edges: exact 0/1 and the 0.5 threshold (predicted "not up")
+    rep = classification_report(y, p)
+    pr, rc, f1, _ = precision_recall_fscore_support(y, p > 0.5, average="binary", zero_division=0)
+    assert rep["accuracy"] == pytest.approx(accuracy_score(y, p > 0.5))
+    assert rep["directional_accuracy"] == rep["accuracy"]
+    assert (rep["precision"], rep["recall"], rep["f1"]) == pytest.approx((pr, rc, f1))
+    assert rep["brier"] == pytest.approx(brier_score_loss(y, p))
+    assert rep["log_loss"] == pytest.approx(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15)))
+    assert rep["auc"] == pytest.approx(roc_auc_score(y, p))
+
+
+def test_classification_report_edge_cases() -> None:
+    from cryptoforecast.evaluation.metrics import classification_report
+
+    assert np.isnan(classification_report(np.ones(4, bool), np.full(4, 0.7))["auc"])
+    with pytest.raises(ValueError, match=r"p_up must lie in \[0, 1\]"):
+        classification_report(np.array([True, False]), np.array([1.2, 0.1]))

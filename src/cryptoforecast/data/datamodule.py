@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from cryptoforecast.data.dataset import WindowDataset
+from cryptoforecast.data.dataset import EpochShuffleSampler, WindowDataset
 from cryptoforecast.data.loader import Candles
 from cryptoforecast.data.schema import DataError, interval_to_timedelta
 from cryptoforecast.data.splits import Fold
@@ -116,6 +116,7 @@ class ForecastDataModule(L.LightningDataModule):
         batch_size: samples per batch.
         num_workers: loader workers (0 is fastest for these small in-memory tensors).
         shuffle_train: shuffle training windows (order within train only; splits stay by time).
+        seed: seed of the per-epoch shuffle (see :class:`EpochShuffleSampler`).
     """
 
     def __init__(
@@ -126,17 +127,15 @@ class ForecastDataModule(L.LightningDataModule):
         batch_size: int = 256,
         num_workers: int = 0,
         shuffle_train: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if scaler not in SCALERS:
             raise ValueError(f"scaler={scaler!r}; choose one of {', '.join(SCALERS)}")
         self.samples, self.fold = samples, fold
         self.scaler = SCALERS[scaler]()
-        self.batch_size, self.num_workers, self.shuffle_train = (
-            batch_size,
-            num_workers,
-            shuffle_train,
-        )
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.shuffle_train, self.seed = shuffle_train, seed
         self._ready = False
 
     def setup(self, stage: str | None = None) -> None:
@@ -158,6 +157,7 @@ class ForecastDataModule(L.LightningDataModule):
         x = torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32))
         y = torch.from_numpy(np.ascontiguousarray(s.targets / self.target_scale, dtype=np.float32))
         lb = s.windows.lookback
+        self.x, self.y = x, y  # scaled [N, F] features and [N, H] targets, all rows
         self.datasets = {
             name: WindowDataset(x, y, s.windows.ends[getattr(self.fold, name)], lb)
             for name in ("train", "val", "test")
@@ -177,10 +177,14 @@ class ForecastDataModule(L.LightningDataModule):
         }
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        data = self.datasets[name]
         return DataLoader(
-            self.datasets[name],
+            data,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffleSampler(len(data), self.seed) if shuffle else None,
+            # A private generator: creating an iterator then draws its base seed from here, not
+            # from the global RNG that dropout uses (keeps resumed runs identical).
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 
 class WindowDataset(Dataset[tuple[Tensor, Tensor]]):
@@ -30,3 +30,26 @@ class WindowDataset(Dataset[tuple[Tensor, Tensor]]):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         t = int(self.ends[i])
         return self.features[t - self.lookback + 1 : t + 1], self.targets[t]  # [L, F], [H]
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random permutation per epoch drawn from ``(seed, epoch)`` alone.
+
+    Unlike a plain shuffling DataLoader it does not consume the global RNG, so a run resumed
+    from a checkpoint sees exactly the batches an uninterrupted run would (Lightning calls
+    ``set_epoch`` before each epoch).
+    """
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation of this epoch."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=gen).tolist())

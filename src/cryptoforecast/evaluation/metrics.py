@@ -25,6 +25,7 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 __all__ = [
+    "classification_report",
     "directional_accuracy",
     "information_coefficient",
     "mae",
@@ -251,4 +252,50 @@ def regression_report(
         "recall": recall,
         "f1": f1,
         "ic": information_coefficient(a, b),
+    }
+
+
+def classification_report(y_true_up: npt.ArrayLike, p_up: npt.ArrayLike) -> dict[str, float]:
+    """Numbers for a directional classifier: labels 0/1 against predicted probabilities of "up".
+
+    The predicted class is ``p_up > 0.5``.
+
+    Args:
+        y_true_up: Realised "up" labels (bool or 0/1).
+        p_up: Predicted probabilities of "up", in ``[0, 1]``.
+
+    Returns:
+        ``accuracy`` (also as ``directional_accuracy``), ``precision``, ``recall``, ``f1`` of the
+        "up" class, ``brier`` (mean squared error of the probability), ``log_loss`` (natural log,
+        probabilities clipped to ``[1e-15, 1 - 1e-15]``) and ``auc`` (ROC AUC from ranks; NaN when
+        only one class is present).
+
+    Shapes:
+        ``[N], [N] -> dict of scalars``.
+
+    """
+    t = _check_labels(y_true_up, "y_true_up")
+    p, _ = _check_pair(p_up, t.astype(np.float64))
+    if ((p < 0.0) | (p > 1.0)).any():
+        raise ValueError("p_up must lie in [0, 1]")
+    pred = p > 0.5
+    precision, recall, f1 = precision_recall_f1(t, pred)
+    accuracy = float(np.mean(pred == t))
+    clipped = np.clip(p, 1e-15, 1.0 - 1e-15)
+    log_loss = float(-np.mean(np.where(t, np.log(clipped), np.log1p(-clipped))))
+    n_pos, n_neg = int(t.sum()), int((~t).sum())
+    if n_pos and n_neg:
+        ranks = _rank(p)
+        auc = float((ranks[t].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    else:
+        auc = float("nan")
+    return {
+        "accuracy": accuracy,
+        "directional_accuracy": accuracy,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "brier": float(np.mean((p - t) ** 2)),
+        "log_loss": log_loss,
+        "auc": auc,
     }

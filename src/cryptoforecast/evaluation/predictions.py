@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cryptoforecast.evaluation.metrics import regression_report
+from cryptoforecast.evaluation.metrics import classification_report, regression_report
 
 COLUMNS = ["timestamp", "symbol", "fold", "horizon", "y_true", "y_pred", "base_close"]
 
@@ -73,7 +73,7 @@ def validate(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def score(frame: pd.DataFrame, prefix: str) -> dict[str, float]:
-    """Regression metrics per horizon, computed by :mod:`evaluation.metrics`.
+    """Metrics per horizon, computed by :mod:`evaluation.metrics` (classification if ``p_up``).
 
     Keys are ``{prefix}/{metric}`` for one horizon and ``{prefix}/h{h}/{metric}`` for several.
     """
@@ -81,7 +81,10 @@ def score(frame: pd.DataFrame, prefix: str) -> dict[str, float]:
     horizons = sorted(frame["horizon"].unique())
     for h in horizons:
         part = frame[frame["horizon"] == h]
-        rep = regression_report(part["y_true"], part["y_pred"], part["base_close"])
+        if "p_up" in part.columns:  # a classifier: y_true holds 0/1 labels
+            rep = classification_report(part["y_true"].to_numpy() > 0.5, part["p_up"])
+        else:
+            rep = regression_report(part["y_true"], part["y_pred"], part["base_close"])
         key = prefix if len(horizons) == 1 else f"{prefix}/h{h}"
         out.update({f"{key}/{name}": float(value) for name, value in rep.items()})
     return out

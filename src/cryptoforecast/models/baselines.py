@@ -1,27 +1,69 @@
-"""Persistence baselines computed from the same samples as the models (no fitting)."""
+"""Naive forecasts as models in their own right (``model=naive``), fitted on train rows only."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from cryptoforecast.data.datamodule import SampleSet
+from cryptoforecast.data.datamodule import SampleSet, train_rows
+from cryptoforecast.data.splits import Fold
+
+METHODS = ("zero", "last", "drift", "ma")
 
 
-def zero_return(samples: SampleSet, positions: np.ndarray) -> np.ndarray:
-    """Random-walk persistence: the price stays where it is, so every return forecast is 0.
+class NaiveForecaster:
+    """Persistence-style forecasts of the h-bar log return from bar t.
 
-    Its direction forecast is always "not up", so its directional accuracy is the share of
-    non-up bars and its F1 is 0: it is the error baseline, not a direction baseline.
+    Methods:
+        zero: random-walk persistence, the price stays put (return 0). The error baseline; it
+            never predicts "up", so its directional accuracy is the share of non-up bars.
+        last: last change persists: the last observed h-bar return ``log(c[t] / c[t-h])``.
+        drift: the mean 1-bar log return of the training rows times h (a random walk with drift).
+        ma: the mean of the last ``window`` 1-bar log returns up to t, times h.
+
+    For ``target.kind == "direction"`` the forecast becomes ``p_up`` = 1.0 when the return
+    forecast is positive, else 0.0 (for ``zero``: the training share of up labels, a constant).
+
+    Args:
+        method: one of ``zero``, ``last``, ``drift``, ``ma``.
+        window: bars averaged by ``ma``.
     """
-    return np.zeros((len(positions), len(samples.target.horizons)))
 
+    def __init__(self, method: str = "zero", window: int = 24) -> None:
+        if method not in METHODS:
+            raise ValueError(f"naive method {method!r}; choose one of {', '.join(METHODS)}")
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.method, self.window = method, window
+        self._drift = 0.0
+        self._up_share = 0.5
 
-def last_change(samples: SampleSet, positions: np.ndarray) -> np.ndarray:
-    """Momentum persistence: the next h-bar log return equals the last one observed at t."""
-    ends = samples.windows.ends[positions]
-    log_c = np.log(samples.close)
-    out = np.empty((len(positions), len(samples.target.horizons)))
-    for j, h in enumerate(samples.target.horizons):
-        prev = ends - h
-        out[:, j] = np.where(prev >= 0, log_c[ends] - log_c[np.maximum(prev, 0)], 0.0)
-    return out
+    def fit(self, samples: SampleSet, fold: Fold, out_dir: Path) -> dict[str, float]:
+        """Estimate the drift (and the up share) from the training rows only."""
+        rows = train_rows(samples, fold.train)
+        log_c = np.log(samples.close[rows])
+        self._drift = float(np.mean(np.diff(log_c))) if len(rows) > 1 else 0.0
+        labels = samples.targets[samples.windows.ends[fold.train]]
+        self._up_share = float(np.mean(labels > 0)) if labels.size else 0.5
+        return {"ops/train_seconds": 0.0, "ops/params": 1.0 if self.method == "drift" else 0.0}
+
+    def predict(self, samples: SampleSet, positions: np.ndarray) -> np.ndarray:
+        """Return forecasts (or p_up) ``[S, H]`` for the samples at ``positions``."""
+        ends = samples.windows.ends[positions]
+        horizons = samples.target.horizons
+        log_c = np.log(samples.close)
+        out = np.zeros((len(ends), len(horizons)))
+        for j, h in enumerate(horizons):
+            if self.method == "last":
+                out[:, j] = log_c[ends] - log_c[np.maximum(ends - h, 0)]
+            elif self.method == "drift":
+                out[:, j] = self._drift * h
+            elif self.method == "ma":
+                lo = np.maximum(ends - self.window, 0)
+                out[:, j] = (log_c[ends] - log_c[lo]) / np.maximum(ends - lo, 1) * h
+        if samples.target.kind == "direction":
+            if self.method == "zero":
+                return np.full_like(out, self._up_share)
+            return (out > 0).astype("float64")
+        return out

@@ -1,27 +1,146 @@
-"""Build a model from its config: variant presets + runtime sizes, then ``_target_``."""
+"""Build models from config: variant presets, runtime sizes, the task, then ``_target_``.
+
+``build_forecaster(cfg)`` gives the pipeline a :class:`~cryptoforecast.models.base.Forecaster`
+for any ``model=`` choice; ``create_model(model_type, input_shape, variant)`` is the research
+report's API for the bare model object.
+"""
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
+import lightning as L
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from cryptoforecast.models.base import Forecaster
 from cryptoforecast.models.variants import resolve_variant
+from cryptoforecast.paths import CONF_DIR
+
+TASKS = ("regression", "classification")
 
 
-def build_model(model_cfg: DictConfig, n_features: int, n_outputs: int) -> Any:
-    """Instantiate ``model_cfg.module`` with the variant preset and data-dependent sizes.
+def known_models() -> list[str]:
+    """Names of the model configs under ``conf/model``."""
+    return sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 
-    The preset gives the size keys (hidden sizes, layers, heads); keys set explicitly under
-    ``model.module.net`` win over the preset, so ``+model.module.net.hidden_size=48`` works with
-    any variant. ``n_features`` and ``horizon`` (number of outputs) are filled here, once.
+
+def _is_torch(model_cfg: DictConfig) -> bool:
+    return "net" in model_cfg.module
+
+
+def build_model(
+    model_cfg: DictConfig, n_features: int, n_outputs: int, task: str = "regression"
+) -> Any:
+    """Instantiate ``model_cfg.module`` for ``n_features`` inputs and ``n_outputs`` horizons.
+
+    Torch nets: the variant preset gives the size keys; keys set explicitly under
+    ``model.module.net`` win over the preset (``+model.module.net.hidden_size=48``).
+    ``task=classification`` switches the loss to ``BCEWithLogitsLoss`` (LightGBM: objective
+    ``binary``). Other models get ``variant`` through their own ``from_variant`` if they have one.
     """
+    if task not in TASKS:
+        raise ValueError(f"task={task!r}; choose one of {', '.join(TASKS)}")
     module_cfg = OmegaConf.to_container(model_cfg.module, resolve=True)
     assert isinstance(module_cfg, dict)
-    net_cfg: dict[str, Any] = module_cfg["net"]
-    preset = resolve_variant(model_cfg.name, model_cfg.variant)
-    explicit = {k: v for k, v in net_cfg.items() if v != "???"}
-    net_cfg.clear()
-    net_cfg.update({**preset, **explicit, "n_features": n_features, "horizon": n_outputs})
-    return instantiate(module_cfg)
+    if _is_torch(model_cfg):
+        net_cfg: dict[str, Any] = module_cfg["net"]
+        preset = resolve_variant(model_cfg.name, model_cfg.variant)
+        explicit = {k: v for k, v in net_cfg.items() if v != "???"}
+        net_cfg.clear()
+        net_cfg.update({**preset, **explicit, "n_features": n_features, "horizon": n_outputs})
+        module_cfg["task"] = task
+        if task == "classification":
+            module_cfg["loss"] = {"_target_": "torch.nn.BCEWithLogitsLoss"}
+        return instantiate(module_cfg)
+    if "objective" in module_cfg:  # LightGBM
+        module_cfg["objective"] = "binary" if task == "classification" else "regression"
+    target = module_cfg.pop("_target_")
+    cls = get_class(target)
+    if hasattr(cls, "from_variant"):
+        return cls.from_variant(model_cfg.variant, **module_cfg)
+    return cls(**module_cfg)
+
+
+def build_forecaster(cfg: DictConfig) -> Forecaster:
+    """The Forecaster for the composed train config (``cfg.model``, trainer, callbacks, ...)."""
+    task = cfg.get("task", "regression")
+    if not _is_torch(cfg.model):
+        return build_model(cfg.model, n_features=0, n_outputs=0, task=task)  # type: ignore[no-any-return]
+    from cryptoforecast.models.torch_forecaster import TorchForecaster
+
+    def make_trainer(callbacks: list[L.Callback], loggers: list[Any], out: Path) -> L.Trainer:
+        return instantiate(
+            cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out)
+        )
+
+    def make_callbacks(out: Path) -> list[L.Callback]:
+        made = []
+        for c in (cfg.get("callbacks") or {}).values():
+            if not c:
+                continue
+            extra = {"dirpath": str(out / "checkpoints")} if "dirpath" in c else {}
+            made.append(instantiate(c, **extra))
+        return made
+
+    def make_loggers(out: Path) -> list[Any]:
+        made = []
+        for c in (cfg.get("logger") or {}).values():
+            if c:
+                extra = {"save_dir": str(out)} if "save_dir" in c else {}
+                made.append(instantiate(c, **extra))
+        return made
+
+    return TorchForecaster(
+        make_module=functools.partial(_torch_module, cfg.model, task),
+        make_trainer=make_trainer,
+        make_callbacks=make_callbacks,
+        make_loggers=make_loggers,
+        datamodule={**OmegaConf.to_container(cfg.datamodule, resolve=True), "seed": int(cfg.seed)},  # type: ignore[dict-item]
+        seed=int(cfg.seed),
+        ckpt_path=cfg.get("ckpt_path"),
+    )
+
+
+def _torch_module(model_cfg: DictConfig, task: str, n_features: int, n_outputs: int) -> Any:
+    return build_model(model_cfg, n_features, n_outputs, task)
+
+
+def create_model(
+    model_type: str,
+    input_shape: tuple[int, int],
+    variant: str = "default",
+    horizons: int = 1,
+    task: str = "regression",
+) -> Any:
+    """The research report's factory: a configured model for ``model_type``.
+
+    Args:
+        model_type: a name from :func:`known_models` (``attention_lstm``, ``tcn``, ...).
+        input_shape: ``(lookback, n_features)`` of one sample.
+        variant: ``lightweight``, ``default`` or ``deep``.
+        horizons: number of outputs (one per forecast horizon).
+        task: ``regression`` or ``classification``.
+
+    Returns:
+        A ``LitForecaster`` wrapping the net for torch models, else the model object itself
+        (e.g. ``LightGBMForecaster``), built from the same ``conf/model/<name>.yaml`` Hydra uses.
+
+    Raises:
+        ValueError: unknown model type (the message lists the known ones).
+    """
+    if model_type not in known_models():
+        raise ValueError(
+            f"unknown model {model_type!r}; known models: {', '.join(known_models())}"
+        )
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[f"model={model_type}", f"model.variant={variant}", "paths.output_dir=."],
+        )
+    _, n_features = input_shape
+    return build_model(cfg.model, n_features=n_features, n_outputs=horizons, task=task)

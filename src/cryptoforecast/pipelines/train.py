@@ -2,14 +2,15 @@
 
 Writes into the Hydra run folder: ``metrics.json`` (flat), ``predictions.parquet`` (the
 PredictionFrame of the test segment(s)), ``data_quality.json``, ``splits.json``, ``scaler.json``,
-checkpoints and logger files; Hydra adds ``.hydra/config.yaml``.
+model artefacts (checkpoints, LightGBM importance) and logger files; Hydra adds
+``.hydra/config.yaml``. With ``split=walk_forward`` each fold trains a fresh model and scaler in
+``fold_<k>/``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +18,41 @@ import lightning as L
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from cryptoforecast.data.datamodule import ForecastDataModule, SampleSet, build_samples
+from cryptoforecast.data.datamodule import SampleSet, build_samples
 from cryptoforecast.data.loader import load_candles
 from cryptoforecast.data.schema import DataError
 from cryptoforecast.data.splits import Fold
 from cryptoforecast.data.targets import TargetSpec
 from cryptoforecast.evaluation.predictions import make_prediction_frame, score
-from cryptoforecast.models import baselines
-from cryptoforecast.models.factory import build_model
+from cryptoforecast.models.baselines import NaiveForecaster
+from cryptoforecast.models.factory import build_forecaster
 from cryptoforecast.utils.report import print_summary
 
 log = logging.getLogger(__name__)
+
+# name in metrics.json -> naive method; computed beside every model on the same samples
+BASELINES = {"baseline": "zero", "baseline_last": "last"}
+
+
+def target_spec(cfg: DictConfig) -> TargetSpec:
+    """The target from ``cfg.target`` and ``cfg.task`` (classification = direction labels)."""
+    task = cfg.get("task", "regression")
+    kind = "direction" if task == "classification" else "return"
+    given = cfg.target.get("kind")
+    if given not in (None, kind):
+        raise DataError(
+            f"target.kind={given} contradicts task={task}; set task=classification for direction "
+            "labels (or leave target.kind unset)"
+        )
+    return TargetSpec(
+        horizon=list(cfg.target.horizon)
+        if not isinstance(cfg.target.horizon, int)
+        else cfg.target.horizon,
+        execution_lag=int(cfg.target.execution_lag),
+        kind=kind,
+    )
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -41,14 +64,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if logging.getLogger().handlers:
         logging.getLogger("lightning").handlers.clear()
     L.seed_everything(cfg.seed, workers=True)
+    target = target_spec(cfg)
     feature_set = instantiate(cfg.features)
-    target = TargetSpec(**OmegaConf.to_container(cfg.target, resolve=True))  # type: ignore[arg-type]
-    if target.kind == "direction" and cfg.model.module.get("task") != "classification":
-        raise DataError(
-            "target.kind=direction gives 0/1 labels, but model.module.task is "
-            f"{cfg.model.module.get('task')!r}; train a classifier (task=classification with "
-            "BCEWithLogitsLoss) or use target.kind=return"
-        )
     candles = load_candles(instantiate(cfg.data), history_bars=feature_set.min_history)
     candles.report.save(out_dir / "data_quality.json")
     samples = build_samples(candles, feature_set, target)
@@ -57,25 +74,36 @@ def run(cfg: DictConfig) -> dict[str, float]:
         json.dumps([f.describe(samples.windows.timestamps) for f in folds], indent=2) + "\n"
     )
 
+    multi = len(folds) > 1
     metrics: dict[str, float] = {}
-    frames, train_seconds = [], 0.0
+    frames: dict[str, list[pd.DataFrame]] = {"test": [], **{name: [] for name in BASELINES}}
+    ops: dict[str, float] = {}
     for fold in folds:
-        frame, fold_metrics = _fit_fold(cfg, samples, fold, out_dir, multi=len(folds) > 1)
-        frames.append(frame)
-        train_seconds += fold_metrics.pop("ops/train_seconds")
-        metrics.update(fold_metrics)
-    predictions = pd.concat(frames, ignore_index=True)
+        fold_dir = out_dir / f"fold_{fold.number}" if multi else out_dir
+        model = build_forecaster(cfg)
+        fit_metrics = model.fit(samples, fold, fold_dir)
+        frame = _frame(samples, fold, model.predict(samples, fold.test))
+        frames["test"].append(frame)
+        for name, method in BASELINES.items():
+            naive = NaiveForecaster(method)
+            naive.fit(samples, fold, fold_dir)
+            frames[name].append(_frame(samples, fold, naive.predict(samples, fold.test)))
+        for key, value in fit_metrics.items():
+            if key.startswith("ops/"):
+                ops[key] = ops.get(key, 0.0) + value if key != "ops/params" else value
+            else:
+                metrics[f"fold{fold.number}/{key}" if multi else key] = value
+        if multi:
+            metrics.update(score(frame, f"fold{fold.number}/test"))
+    fold_val = [v for k, v in metrics.items() if k.endswith("/val/loss_best")]
+    if fold_val:  # walk-forward: what a sweep optimises is the mean over folds (never test)
+        metrics["val/loss_best"] = float(np.mean(fold_val))
+    predictions = pd.concat(frames["test"], ignore_index=True)
     predictions.to_parquet(out_dir / "predictions.parquet", index=False)
     metrics.update(score(predictions, "test"))
-    for name, fn in (
-        ("baseline", baselines.zero_return),
-        ("baseline_last", baselines.last_change),
-    ):
-        base = pd.concat(
-            [_frame(samples, f, fn(samples, f.test)) for f in folds], ignore_index=True
-        )
-        metrics.update(score(base, name))
-    metrics["ops/train_seconds"] = round(train_seconds, 3)
+    for name in BASELINES:
+        metrics.update(score(pd.concat(frames[name], ignore_index=True), name))
+    metrics.update({k: round(v, 3) if k == "ops/train_seconds" else v for k, v in ops.items()})
     metrics["data/n_features"] = samples.n_features
     for part in ("train", "val", "test"):
         metrics[f"data/n_{part}"] = int(sum(len(getattr(f, part)) for f in folds))
@@ -85,58 +113,22 @@ def run(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def _fit_fold(
-    cfg: DictConfig, samples: SampleSet, fold: Fold, out_dir: Path, multi: bool
-) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Fresh scaler, fresh model, fit on train, early-stop on val, predict the test segment."""
-    fold_dir = out_dir / f"fold_{fold.number}" if multi else out_dir
-    dm = ForecastDataModule(samples, fold, **cfg.datamodule)
-    dm.setup("fit")
-    (fold_dir).mkdir(parents=True, exist_ok=True)
-    (fold_dir / "scaler.json").write_text(json.dumps(dm.state(), indent=1) + "\n")
-    model = build_model(cfg.model, samples.n_features, len(samples.target.horizons))
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
-    for cb in callbacks:  # per-fold checkpoint folders
-        if hasattr(cb, "dirpath") and cb.dirpath and multi:
-            cb.dirpath = str(fold_dir / "checkpoints")
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
-    seconds = time.perf_counter() - start
-    val_best = trainer.callback_metrics.get("val/loss_best")
-    best = "best" if trainer.checkpoint_callback and not trainer.fast_dev_run else None
-    trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
-    batches = trainer.predict(model, datamodule=dm, ckpt_path=best)
-    y_pred = dm.unscale_predictions(np.concatenate([b.float().numpy() for b in batches]))
-    positions = fold.test[: len(y_pred)]  # fast_dev_run predicts one batch only
-    frame = _frame(samples, fold, y_pred, positions)
-    n_params = sum(p.numel() for p in model.parameters())
-    result: dict[str, float] = {"ops/train_seconds": seconds, "ops/params": n_params}
-    if val_best is not None:
-        result["val/loss_best" if not multi else f"fold{fold.number}/val/loss_best"] = float(
-            val_best
-        )
-    if multi:
-        result.update(score(frame, f"fold{fold.number}/test"))
-    return frame, result
-
-
-def _frame(
-    samples: SampleSet, fold: Fold, y_pred: np.ndarray, positions: np.ndarray | None = None
-) -> pd.DataFrame:
-    """PredictionFrame for the test samples at ``positions`` (default: the whole test segment)."""
-    pos = fold.test if positions is None else positions
+def _frame(samples: SampleSet, fold: Fold, y_pred: np.ndarray) -> pd.DataFrame:
+    """PredictionFrame of a fold's test samples; classifiers' outputs are p_up."""
+    pos = fold.test
     rows = samples.windows.ends[pos]
-    return make_prediction_frame(
+    common = (
         samples.windows.timestamps[pos],
         samples.symbol,
         fold.number,
         samples.target.horizons,
         samples.targets[rows],
-        y_pred[: len(pos)],
-        samples.base_close[rows],
     )
+    if samples.target.kind == "direction":
+        return make_prediction_frame(
+            *common, (y_pred > 0.5).astype("float64"), samples.base_close[rows], p_up=y_pred
+        )
+    return make_prediction_frame(*common, y_pred, samples.base_close[rows])
 
 
 def write_metrics(metrics: dict[str, float], path: Path) -> None:
