@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal, overload
 
-import torch
 from torch import Tensor, nn
+
+from cryptoforecast.models.nets.attention import CausalSelfAttention
 
 
 class AttentionLSTM(nn.Module):
@@ -55,14 +56,8 @@ class AttentionLSTM(nn.Module):
                 "n_features, horizon, hidden_size, num_layers and num_heads must be >= 1, got "
                 f"{n_features=}, {horizon=}, {hidden_size=}, {num_layers=}, {num_heads=}"
             )
-        if hidden_size % num_heads != 0:
-            raise ValueError(
-                f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})"
-            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if ff_dim is not None and ff_dim < 1:
-            raise ValueError(f"ff_dim must be >= 1 or None, got {ff_dim}")
 
         self.n_features = n_features
         self.horizon = horizon
@@ -77,44 +72,14 @@ class AttentionLSTM(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.attn = nn.MultiheadAttention(
-            embed_dim=hidden_size, num_heads=num_heads, dropout=dropout, batch_first=True
-        )
-        self.drop = nn.Dropout(dropout)
-        self.norm1 = nn.LayerNorm(hidden_size)
-        self.ff: nn.Sequential | None = None
-        self.norm2: nn.LayerNorm | None = None
-        if ff_dim is not None:
-            self.ff = nn.Sequential(
-                nn.Linear(hidden_size, ff_dim),
-                nn.GELU(),
-                nn.Dropout(dropout),
-                nn.Linear(ff_dim, hidden_size),
-            )
-            self.norm2 = nn.LayerNorm(hidden_size)
+        # Heads, ff_dim and divisibility are validated by the shared block.
+        self.attention = CausalSelfAttention(hidden_size, num_heads, dropout, ff_dim)
         self.head = nn.Linear(hidden_size, horizon)
-
-    @staticmethod
-    def _causal_mask(x: Tensor) -> Tensor:
-        """Boolean mask ``[L, L]``; True above the diagonal marks the future (not attended)."""
-        steps = torch.arange(x.shape[1], device=x.device)
-        # Built from tensor ops on the runtime length: no python branching, ONNX-traceable.
-        return steps.unsqueeze(0) > steps.unsqueeze(1)  # [1, L] > [L, 1] -> [L, L]
 
     def _encode(self, x: Tensor, need_weights: bool) -> tuple[Tensor, Tensor | None]:
         h, _ = self.lstm(x)  # [B, L, F] -> [B, L, C]
-        a, weights = self.attn(
-            h,
-            h,
-            h,
-            attn_mask=self._causal_mask(h),
-            need_weights=need_weights,
-            average_attn_weights=False,
-        )  # a: [B, L, C]; weights: [B, heads, L, L] or None
-        z = self.norm1(h + self.drop(a))  # [B, L, C]
-        if self.ff is not None and self.norm2 is not None:
-            z = self.norm2(z + self.drop(self.ff(z)))  # [B, L, C]
-        return z, weights
+        out: tuple[Tensor, Tensor | None] = self.attention(h, need_weights=need_weights)
+        return out  # [B, L, C], [B, heads, L, L] | None
 
     def encode(self, x: Tensor) -> Tensor:
         """Per-step causal representation.
