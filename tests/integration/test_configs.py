@@ -53,3 +53,14 @@ def test_gpu_trainer_config_asks_for_bf16(make_cfg: Callable[..., DictConfig]) -
 def test_misspelt_data_key_fails_loudly(make_cfg: Callable[..., DictConfig]) -> None:
     with pytest.raises(Exception, match="dayz"):
         instantiate(make_cfg("+data.dayz=3").data)
+
+
+@pytest.mark.parametrize(("variant", "size"), [("lightweight", (300, 15)), ("deep", (4000, 63))])
+def test_lightgbm_variant_and_task_reach_the_model(
+    make_cfg: Callable[..., DictConfig], variant: str, size: tuple[int, int]
+) -> None:
+    cfg = make_cfg("model=lightgbm", f"model.variant={variant}")
+    model = build_model(cfg.model, n_features=0, n_outputs=0, task="classification")
+    assert (model.n_estimators, model.num_leaves) == size and model.objective == "binary"
+    explicit = make_cfg("model=lightgbm", f"model.variant={variant}", "+model.module.num_leaves=7")
+    assert build_model(explicit.model, 0, 0).num_leaves == 7

@@ -22,7 +22,7 @@ TORCH = [m for m in MODELS if m not in ("naive", "lightgbm")]
 
 
 def _small(model: str) -> tuple[str, ...]:
-    extra = ("model.module.n_estimators=20",) if model == "lightgbm" else ()
+    extra = ("+model.module.n_estimators=20",) if model == "lightgbm" else ()
     return (*FAST, f"model={model}", "features.lookback=32", *extra)
 
 
