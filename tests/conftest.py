@@ -10,6 +10,14 @@ import pytest
 from cryptoforecast.data.synthetic import make_ohlcv
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """Tiny test nets run faster on one thread, and 2-core CI machines are shared with pytest."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _hermetic_env(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

@@ -108,3 +108,12 @@ def test_naive_methods_are_models_with_the_same_metrics(
     assert results["zero"]["test/rmse"] == results["zero"]["baseline/rmse"]
     assert results["last"]["test/rmse"] == results["last"]["baseline_last/rmse"]
     assert results["drift"]["ops/params"] == 1.0 and results["ma"]["test/rmse"] > 0
+
+
+def test_lookback_shorter_than_tcn_receptive_field_warns(
+    make_cfg: Callable[..., DictConfig], caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = make_cfg(*FAST, "model=tcn", "features.lookback=32", "trainer.fast_dev_run=true")
+    assert make_cfg(*FAST, "model=tcn").features.lookback == 128  # model=tcn's own default
+    run(cfg)
+    assert "receptive field is 125 bars but the lookback is 32" in caplog.text
