@@ -83,6 +83,9 @@ def test_walk_forward_split_trains_a_model_per_fold(make_cfg: Callable[..., Dict
     assert sorted(pred["fold"].unique()) == [0, 1]
     assert pred.groupby("fold")["timestamp"].max()[0] < pred.groupby("fold")["timestamp"].min()[1]
     assert "fold0/test/rmse" in metrics and "fold1/test/rmse" in metrics
+    folds = [metrics["fold0/test/mae"], metrics["fold1/test/mae"]]
+    assert metrics["wf/mae_mean"] == pytest.approx(np.mean(folds))
+    assert metrics["wf/mae_std"] == pytest.approx(np.std(folds, ddof=1))
     assert (out / "fold_0" / "scaler.json").exists() and (out / "fold_1" / "scaler.json").exists()
     splits = json.loads((out / "splits.json").read_text())
     assert [s["fold"] for s in splits] == [0, 1]
@@ -129,3 +132,17 @@ def test_target_kind_must_agree_with_task(make_cfg: Callable[..., DictConfig]) -
     cfg = make_cfg(*FAST, "trainer.fast_dev_run=true", "target.kind=direction")
     with pytest.raises(DataError, match="target.kind=direction contradicts task=regression"):
         run(cfg)
+
+
+def test_models_without_validation_loss_finish_through_train_py(tmp_path: Path) -> None:
+    """naive has no val/loss_best (the sweep metric): the run must still end cleanly."""
+    out = tmp_path / "naive_run"
+    res = subprocess.run(
+        [sys.executable, "train.py", *FAST, "model=naive", f"hydra.run.dir={out}"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "optimized_metric 'val/loss_best' is not among" in res.stdout + res.stderr

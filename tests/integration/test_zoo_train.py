@@ -18,7 +18,7 @@ from cryptoforecast.pipelines.train import run
 from .conftest import FAST
 
 MODELS = known_models()
-TORCH = [m for m in MODELS if m not in ("naive", "lightgbm")]
+TORCH = [m for m in MODELS if m not in ("naive", "lightgbm", "ensemble")]
 
 
 def _small(model: str) -> tuple[str, ...]:
@@ -55,6 +55,14 @@ def test_unknown_model_lists_the_known_ones(make_cfg: Callable[..., DictConfig])
 def test_create_model_matches_the_report_api(model: str) -> None:
     lit = create_model(model, input_shape=(48, 10), variant="lightweight", horizons=3)
     assert lit(torch.randn(7, 48, 10)).shape == (7, 3)
+
+
+def test_create_model_builds_a_usable_ensemble() -> None:
+    from cryptoforecast.models.ensemble import StackingEnsemble
+
+    ens = create_model("ensemble", input_shape=(64, 34))
+    assert isinstance(ens, StackingEnsemble) and ens.make_base is not None
+    assert ens.base_models == ["attention_lstm", "tcn", "lightgbm"]
 
 
 def test_resume_from_checkpoint_equals_uninterrupted_run(

@@ -7,13 +7,14 @@ report's API for the bare model object.
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cryptoforecast.models.base import Forecaster
 from cryptoforecast.models.variants import resolve_variant
@@ -67,6 +68,13 @@ def build_model(
 def build_forecaster(cfg: DictConfig) -> Forecaster:
     """The Forecaster for the composed train config (``cfg.model``, trainer, callbacks, ...)."""
     task = cfg.get("task", "regression")
+    if cfg.model.module.get("_target_", "").endswith(".StackingEnsemble"):
+        from cryptoforecast.models.ensemble import StackingEnsemble
+
+        kwargs = OmegaConf.to_container(cfg.model.module, resolve=True)
+        assert isinstance(kwargs, dict)
+        kwargs.pop("_target_")
+        return StackingEnsemble(**kwargs, make_base=functools.partial(base_forecaster, cfg))
     if not _is_torch(cfg.model):
         return build_model(cfg.model, n_features=0, n_outputs=0, task=task)  # type: ignore[no-any-return]
     from cryptoforecast.models.torch_forecaster import TorchForecaster
@@ -102,6 +110,24 @@ def build_forecaster(cfg: DictConfig) -> Forecaster:
         seed=int(cfg.seed),
         ckpt_path=cfg.get("ckpt_path"),
     )
+
+
+def base_forecaster(cfg: DictConfig, name: str) -> Forecaster:
+    """A Forecaster for ``conf/model/<name>.yaml`` inside the root config ``cfg``.
+
+    Used by the ensemble: same data, features, task, trainer and seed; only the model differs.
+    Model files written as ``@package _global_`` (tcn) contribute their ``model`` node only, so
+    every base model shares the ensemble's windows.
+    """
+    if name not in known_models() or name == "ensemble":
+        raise ValueError(f"unknown base model {name!r}; known: {', '.join(known_models())}")
+    node = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+    if "module" not in node and "model" in node:
+        node = node.model
+    sub = copy.deepcopy(cfg)
+    with open_dict(sub):
+        sub.model = node
+    return build_forecaster(sub)
 
 
 def _torch_module(model_cfg: DictConfig, task: str, n_features: int, n_outputs: int) -> Any:
@@ -142,5 +168,9 @@ def create_model(
             config_name="train",
             overrides=[f"model={model_type}", f"model.variant={variant}", "paths.output_dir=."],
         )
+    if model_type == "ensemble":  # needs the whole config to build its base models
+        with open_dict(cfg):
+            cfg.task = task
+        return build_forecaster(cfg)
     _, n_features = input_shape
     return build_model(cfg.model, n_features=n_features, n_outputs=horizons, task=task)

@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from cryptoforecast.data.datamodule import SampleSet, build_samples
-from cryptoforecast.data.loader import load_candles
+from cryptoforecast.data.loader import Candles, load_candles
 from cryptoforecast.data.schema import DataError
 from cryptoforecast.data.splits import Fold
 from cryptoforecast.data.targets import TargetSpec
@@ -55,15 +55,8 @@ def target_spec(cfg: DictConfig) -> TargetSpec:
     )
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
-    """Train and evaluate one configuration; return the flat metrics dict."""
-    out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # Lightning adds its own console handler; under Hydra the root handlers (console + the run's
-    # log file) already print its records, so drop Lightning's to avoid every line twice.
-    if logging.getLogger().handlers:
-        logging.getLogger("lightning").handlers.clear()
-    L.seed_everything(cfg.seed, workers=True)
+def prepare(cfg: DictConfig, out_dir: Path) -> tuple[Candles, SampleSet, list[Fold]]:
+    """Load and check candles, build samples and folds once; save the quality report and splits."""
     target = target_spec(cfg)
     feature_set = instantiate(cfg.features)
     candles = load_candles(instantiate(cfg.data), history_bars=feature_set.min_history)
@@ -73,6 +66,19 @@ def run(cfg: DictConfig) -> dict[str, float]:
     (out_dir / "splits.json").write_text(
         json.dumps([f.describe(samples.windows.timestamps) for f in folds], indent=2) + "\n"
     )
+    return candles, samples, folds
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train and evaluate one configuration; return the flat metrics dict."""
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Lightning adds its own console handler; under Hydra the root handlers (console + the run's
+    # log file) already print its records, so drop Lightning's to avoid every line twice.
+    if logging.getLogger().handlers:
+        logging.getLogger("lightning").handlers.clear()
+    L.seed_everything(cfg.seed, workers=True)
+    candles, samples, folds = prepare(cfg, out_dir)
 
     multi = len(folds) > 1
     metrics: dict[str, float] = {}
@@ -95,6 +101,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 metrics[f"fold{fold.number}/{key}" if multi else key] = value
         if multi:
             metrics.update(score(frame, f"fold{fold.number}/test"))
+    if multi:
+        metrics.update(fold_aggregates(metrics, len(folds)))
     fold_val = [v for k, v in metrics.items() if k.endswith("/val/loss_best")]
     if fold_val:  # walk-forward: what a sweep optimises is the mean over folds (never test)
         metrics["val/loss_best"] = float(np.mean(fold_val))
@@ -131,6 +139,19 @@ def _frame(samples: SampleSet, fold: Fold, y_pred: np.ndarray) -> pd.DataFrame:
     return make_prediction_frame(*common, y_pred, samples.base_close[rows])
 
 
+def fold_aggregates(metrics: dict[str, float], n_folds: int) -> dict[str, float]:
+    """``wf/<metric>_mean`` and ``wf/<metric>_std`` over ``fold<k>/test/<metric>`` keys."""
+    out: dict[str, float] = {}
+    names = {k.split("/test/", 1)[1] for k in metrics if k.startswith("fold0/test/")}
+    for name in sorted(names):
+        values = np.array([metrics.get(f"fold{k}/test/{name}", np.nan) for k in range(n_folds)])
+        values = values[np.isfinite(values)]
+        if len(values):
+            out[f"wf/{name}_mean"] = float(values.mean())
+            out[f"wf/{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
 def write_metrics(metrics: dict[str, float], path: Path) -> None:
     """Write the flat metrics as strict JSON (NaN, e.g. the IC of a constant forecast, -> null)."""
     clean = {
@@ -143,6 +164,7 @@ def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
     """The value Hydra sweepers optimise (``optimized_metric``), or None."""
     if not name:
         return None
-    if name not in metrics:
-        raise KeyError(f"optimized_metric {name!r} not in metrics; have {sorted(metrics)}")
+    if metrics.get(name) is None:  # e.g. naive and ensemble models have no validation loss
+        log.warning("optimized_metric %r is not among this run's metrics; returning None", name)
+        return None
     return float(metrics[name])

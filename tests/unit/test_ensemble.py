@@ -1,0 +1,128 @@
+"""Stacking ensemble: the meta-learner only ever sees out-of-sample base forecasts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cryptoforecast.data.datamodule import SampleSet, build_samples, train_rows
+from cryptoforecast.data.loader import Candles, DataSpec
+from cryptoforecast.data.quality import QualityReport
+from cryptoforecast.data.splits import Fold, HoldoutSplit
+from cryptoforecast.data.synthetic import make_ohlcv
+from cryptoforecast.data.targets import TargetSpec
+from cryptoforecast.features.pipeline import FeatureSet
+from cryptoforecast.features.transforms import LogReturns
+from cryptoforecast.models.ensemble import StackingEnsemble
+
+
+def _samples(kind: str = "return", n: int = 1500) -> SampleSet:
+    frame = make_ohlcv(n, seed=3, ar=0.3)
+    candles = Candles(
+        frame,
+        QualityReport("syn", "1h"),
+        frame.index[0],
+        DataSpec(source="file", path="x.csv", symbol="SYN", days=None),
+    )
+    return build_samples(
+        candles,
+        FeatureSet([LogReturns(lags=(1, 2))], lookback=8),
+        TargetSpec(horizon=[1, 4], kind=kind),
+    )
+
+
+class Spy:
+    """A base model that records what it was fitted on and what it was asked to predict."""
+
+    def __init__(self, name: str, log: list[tuple[str, str, np.ndarray]], mode: str) -> None:
+        self.name, self.log, self.mode = name, log, mode
+
+    def fit(self, samples: SampleSet, fold: Fold, out_dir: Path) -> dict[str, float]:
+        self.log.append((self.name, "fit_train", fold.train))
+        self.log.append((self.name, "fit_val", fold.val))
+        self.log.append((self.name, "fit_rows", train_rows(samples, fold.train)))
+        return {"ops/train_seconds": 0.1, "ops/params": 10.0}
+
+    def predict(self, samples: SampleSet, positions: np.ndarray) -> np.ndarray:
+        self.log.append((self.name, "predict", positions))
+        y = samples.targets[samples.windows.ends[positions]]
+        rng = np.random.default_rng([len(positions), ord(self.name[0])])  # own stream per base
+        if self.mode == "oracle":  # knows the answer (to test the meta-learner's weighting)
+            return 0.5 * y + 0.1 * y.std() * rng.normal(size=y.shape)
+        if self.mode == "prob":
+            return np.clip(0.5 + 0.3 * (y - 0.5) + 0.1 * rng.normal(size=y.shape), 0, 1)
+        return y.std() * rng.normal(size=y.shape)
+
+
+def _ensemble(log: list, modes: dict[str, str], **kw: object) -> StackingEnsemble:
+    return StackingEnsemble(list(modes), make_base=lambda n: Spy(n, log, modes[n]), **kw)
+
+
+def test_meta_learner_never_sees_forecasts_of_periods_a_base_trained_on(tmp_path: Path) -> None:
+    s = _samples()
+    fold = HoldoutSplit().folds(s.windows.timestamps, s.step, s.target.reach)[0]
+    log: list[tuple[str, str, np.ndarray]] = []
+    ens = _ensemble(log, {"a": "noise", "b": "oracle"})
+    ens.fit(s, fold, tmp_path)
+    meta_pos = ens.inner.test  # type: ignore[union-attr]
+    ts, reach = s.windows.timestamps, s.target.reach * s.step
+    for name in ("a", "b"):
+        seen = {k: v for n, k, v in log if n == name and k.startswith("fit")}
+        used = np.union1d(seen["fit_train"], seen["fit_val"])
+        assert not np.intersect1d(used, meta_pos).size  # no sample in common
+        # and no label a base model trained or early-stopped on reaches the meta period
+        assert ts[used.max()] + reach < ts[meta_pos.min()]
+        # the rows a base's scaler/inputs read end before the meta period's first bar
+        assert seen["fit_rows"].max() < s.windows.ends[meta_pos.min()]
+        asked = [v for n, k, v in log if n == name and k == "predict"]
+        assert len(asked) == 1 and np.array_equal(asked[0], meta_pos)  # only val_b during fit
+    assert set(meta_pos) <= set(fold.val) and meta_pos.max() < fold.test.min()
+    # the test segment was not touched by fit at all
+    assert all(not np.intersect1d(v, fold.test).size for _, _, v in log)
+
+
+def test_ridge_meta_weights_the_informative_base(tmp_path: Path) -> None:
+    s = _samples()
+    fold = HoldoutSplit().folds(s.windows.timestamps, s.step, s.target.reach)[0]
+    ens = _ensemble([], {"noise": "noise", "oracle": "oracle"})
+    ens.fit(s, fold, tmp_path)
+    for w_noise, w_oracle in ens.weights:
+        assert w_oracle > 5 * abs(w_noise)
+    pred = ens.predict(s, fold.test)
+    y = s.targets[s.windows.ends[fold.test]]
+    assert pred.shape == y.shape and np.mean((pred - y) ** 2) < np.mean(y**2)
+    assert (tmp_path / "ensemble.json").exists()
+
+
+def test_mean_meta_and_classifier_meta(tmp_path: Path) -> None:
+    s = _samples()
+    fold = HoldoutSplit().folds(s.windows.timestamps, s.step, s.target.reach)[0]
+    ens = _ensemble([], {"a": "noise", "b": "oracle"}, meta="mean")
+    ens.fit(s, fold, tmp_path)
+    parts = [b.predict(s, fold.test) for b in ens.bases.values()]
+    np.testing.assert_allclose(ens.predict(s, fold.test), (parts[0] + parts[1]) / 2)
+
+    sc = _samples(kind="direction")
+    fold = HoldoutSplit().folds(sc.windows.timestamps, sc.step, sc.target.reach)[0]
+    clf = _ensemble([], {"a": "prob", "b": "noise"})
+    clf.fit(sc, fold, tmp_path)
+    p = clf.predict(sc, fold.test)
+    assert ((p >= 0) & (p <= 1)).all()
+
+
+def test_too_short_validation_is_refused(tmp_path: Path) -> None:
+    s = _samples(n=400)
+    fold = HoldoutSplit(val_fraction=0.03, test_fraction=0.1).folds(
+        s.windows.timestamps, s.step, s.target.reach
+    )[0]
+    with pytest.raises(ValueError, match="the ensemble needs at least 10"):
+        _ensemble([], {"a": "noise"}).fit(s, fold, tmp_path)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="at least one base model"):
+        StackingEnsemble([])
+    with pytest.raises(ValueError, match="meta='xgb'"):
+        StackingEnsemble(["lstm"], meta="xgb")
