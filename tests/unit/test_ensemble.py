@@ -126,3 +126,13 @@ def test_bad_arguments() -> None:
         StackingEnsemble([])
     with pytest.raises(ValueError, match="meta='xgb'"):
         StackingEnsemble(["lstm"], meta="xgb")
+
+
+def test_size_is_the_sum_of_the_bases(tmp_path: Path) -> None:
+    s = _samples()
+    fold = HoldoutSplit().folds(s.windows.timestamps, s.step, s.target.reach)[0]
+    ens = _ensemble([], {"a": "noise", "b": "oracle"})
+    ens.fit(s, fold, tmp_path)
+    for b in ens.bases.values():
+        b.model_size_bytes = lambda: 1000  # type: ignore[attr-defined]
+    assert ens.model_size_bytes() == 2000

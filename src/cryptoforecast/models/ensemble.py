@@ -128,6 +128,12 @@ class StackingEnsemble:
             self._metas.append(model)
             self.weights.append([float(c) for c in coef])
 
+    def model_size_bytes(self) -> int:
+        """Serialized size of all fitted base models (the meta-learner's weights are tiny)."""
+        from cryptoforecast.evaluation.profiling import serialized_size_bytes
+
+        return sum(serialized_size_bytes(b) for b in self.bases.values())
+
     def predict(self, samples: SampleSet, positions: np.ndarray) -> np.ndarray:
         """Meta-combined forecasts ``[S, H]`` (p_up for classifiers)."""
         if not self.bases:
