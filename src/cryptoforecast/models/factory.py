@@ -112,7 +112,7 @@ def build_forecaster(cfg: DictConfig) -> Forecaster:
     )
 
 
-def base_forecaster(cfg: DictConfig, name: str) -> Forecaster:
+def base_forecaster(cfg: DictConfig, name: str, variant: str | None = None) -> Forecaster:
     """A Forecaster for ``conf/model/<name>.yaml`` inside the root config ``cfg``.
 
     Used by the ensemble: same data, features, task, trainer and seed; only the model differs.
@@ -127,6 +127,8 @@ def base_forecaster(cfg: DictConfig, name: str) -> Forecaster:
     sub = copy.deepcopy(cfg)
     with open_dict(sub):
         sub.model = node
+        if variant is not None:
+            sub.model.variant = variant
     return build_forecaster(sub)
 
 
