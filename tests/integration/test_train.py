@@ -38,10 +38,28 @@ def test_fast_dev_run_writes_the_run_folder(make_cfg: Callable[..., DictConfig])
     assert saved["ops/params"] > 1000 and saved["data/n_test"] > 50
     quality = json.loads((out / "data_quality.json").read_text())
     assert quality["rows"] > 30 * 24 and quality["errors"] == []
+    for key in (
+        "total_return",
+        "sharpe",
+        "max_drawdown",
+        "n_trades",
+        "turnover",
+        "exposure",
+        "bh_total_return",
+        "win_rate",
+        "profit_factor",
+        "sortino",
+        "annual_return",
+    ):
+        assert f"backtest/{key}" in saved
+    assert (out / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     scaler = json.loads((out / "scaler.json").read_text())
     assert len(scaler["feature_names"]) == saved["data/n_features"]
 
     pred = pd.read_parquet(out / "predictions.parquet")
+    bars = pd.read_parquet(out / "backtest_bars.parquet")
+    # the first traded bar is the execution bar of the first forecast (lag 1), never earlier
+    assert bars["timestamp"].iloc[0] == pred["timestamp"].min() + pd.Timedelta(hours=1)
     assert list(pred.columns[:6]) == ["timestamp", "symbol", "fold", "horizon", "y_true", "y_pred"]
     assert (pred["symbol"] == "BTCUSDT").all() and (pred["horizon"] == 1).all()
     # y_true = log(close[t+1+h] / close[t+1]) with t the last input bar (defaults: lag 1, h 1)

@@ -9,6 +9,7 @@ model artefacts (checkpoints, LightGBM importance) and logger files; Hydra adds
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -20,6 +21,8 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from cryptoforecast.backtest.engine import BacktestSpec, run_backtest
+from cryptoforecast.backtest.plots import plot_equity
 from cryptoforecast.data.datamodule import SampleSet, build_samples
 from cryptoforecast.data.loader import Candles, load_candles
 from cryptoforecast.data.schema import DataError
@@ -115,6 +118,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics["data/n_features"] = samples.n_features
     for part in ("train", "val", "test"):
         metrics[f"data/n_{part}"] = int(sum(len(getattr(f, part)) for f in folds))
+    metrics.update(backtest_metrics(cfg, predictions, candles, out_dir))
     write_metrics(metrics, out_dir / "metrics.json")
     print_summary(metrics, title=f"{cfg.model.name} vs persistence ({samples.symbol})")
     log.info("run folder: %s", out_dir)
@@ -137,6 +141,28 @@ def _frame(samples: SampleSet, fold: Fold, y_pred: np.ndarray) -> pd.DataFrame:
             *common, (y_pred > 0.5).astype("float64"), samples.base_close[rows], p_up=y_pred
         )
     return make_prediction_frame(*common, y_pred, samples.base_close[rows])
+
+
+def backtest_spec(cfg: DictConfig, kind: str) -> BacktestSpec:
+    """The configured backtest; a classifier's frame trades on ``p_up`` (rule ``probability``)."""
+    spec: BacktestSpec = instantiate(cfg.backtest)
+    if kind == "direction" and spec.rule == "sign":
+        spec = dataclasses.replace(spec, rule="probability")
+    return spec
+
+
+def backtest_metrics(
+    cfg: DictConfig, predictions: pd.DataFrame, candles: Candles, out_dir: Path
+) -> dict[str, float]:
+    """Backtest the out-of-sample predictions after costs: ``backtest/*`` keys + equity PNG."""
+    kind = "direction" if "p_up" in predictions.columns else "return"
+    result = run_backtest(predictions, candles.frame, backtest_spec(cfg, kind))
+    result.bars.to_parquet(out_dir / "backtest_bars.parquet", index=False)
+    result.trades.to_parquet(out_dir / "backtest_trades.parquet", index=False)
+    plot_equity(
+        result, out_dir / "equity.png", title=f"{cfg.model.name}: out-of-sample, after costs"
+    )
+    return {f"backtest/{k}": v for k, v in result.metrics.items()}
 
 
 def fold_aggregates(metrics: dict[str, float], n_folds: int) -> dict[str, float]:

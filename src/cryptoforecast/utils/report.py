@@ -20,4 +20,25 @@ def print_summary(metrics: dict[str, float], title: str) -> None:
         if vals[0] is None:
             continue
         table.add_row(name, *("-" if v is None else f"{v:.4f}" for v in vals))
+    if "backtest/total_return" in metrics:
+        table.add_section()
+        for name, bh in (
+            ("total_return", "bh_total_return"),
+            ("sharpe", "bh_sharpe"),
+            ("max_drawdown", "bh_max_drawdown"),
+        ):
+            value, hold = metrics.get(f"backtest/{name}"), metrics.get(f"backtest/{bh}")
+            table.add_row(
+                f"backtest {name} (after costs)", _num(value), f"buy & hold {_num(hold)}", ""
+            )
+        table.add_row(
+            "backtest trades / exposure",
+            _num(metrics.get("backtest/n_trades")),
+            _num(metrics.get("backtest/exposure")),
+            "",
+        )
     Console().print(table)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.4f}"
