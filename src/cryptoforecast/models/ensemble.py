@@ -54,6 +54,8 @@ class StackingEnsemble:
     ) -> None:
         if not base_models:
             raise ValueError("the ensemble needs at least one base model")
+        if "ensemble" in base_models:
+            raise ValueError("an ensemble cannot contain itself (base_models lists 'ensemble')")
         if meta not in METAS:
             raise ValueError(f"meta={meta!r}; choose one of {', '.join(METAS)}")
         if not 0 < meta_fraction < 1:

@@ -119,8 +119,8 @@ def base_forecaster(cfg: DictConfig, name: str, variant: str | None = None) -> F
     Model files written as ``@package _global_`` (tcn) contribute their ``model`` node only, so
     every base model shares the ensemble's windows.
     """
-    if name not in known_models() or name == "ensemble":
-        raise ValueError(f"unknown base model {name!r}; known: {', '.join(known_models())}")
+    if name not in known_models():
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(known_models())}")
     node = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
     if "module" not in node and "model" in node:
         node = node.model

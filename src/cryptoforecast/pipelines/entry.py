@@ -14,3 +14,11 @@ def train_main(cfg: DictConfig) -> float | None:
     from cryptoforecast.pipelines.train import metric_value, run
 
     return metric_value(run(cfg), cfg.get("optimized_metric"))
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="benchmark")
+def benchmark_main(cfg: DictConfig) -> None:
+    """Run the model benchmark (``python benchmark.py``)."""
+    from cryptoforecast.pipelines.benchmark import run
+
+    run(cfg)
