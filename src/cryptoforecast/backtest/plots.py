@@ -118,12 +118,15 @@ def plot_equity_comparison(
     try:
         first = next(iter(results.values())).bars
         bh = np.concatenate([[1.0], first["benchmark_equity"].to_numpy(dtype=np.float64)])
-        ax_eq.plot(_x_axis(first), bh, color="black", lw=1.0, alpha=0.6, label="buy and hold")
-        for label, result in results.items():
+        ax_eq.plot(_x_axis(first), bh, "--", color="black", lw=1.2, label="buy and hold")
+        # tab20's dark shades, skipping its greys, so no strategy looks like buy and hold
+        palette = [c for i, c in enumerate(plt.get_cmap("tab20").colors) if i % 2 == 0 and i != 14]
+        for i, (label, result) in enumerate(results.items()):
             eq = np.concatenate([[1.0], result.bars["equity"].to_numpy(dtype=np.float64)])
             x = _x_axis(result.bars)
-            (line,) = ax_eq.plot(x, eq, lw=1.0, label=label)
-            ax_dd.plot(x, _drawdown(eq), lw=0.8, color=line.get_color())
+            color = palette[i % len(palette)]
+            ax_eq.plot(x, eq, lw=1.0, label=label, color=color)
+            ax_dd.plot(x, _drawdown(eq), lw=0.8, color=color)
         ax_eq.axhline(1.0, color="grey", linewidth=0.5)
         ax_eq.set_ylabel("net equity (start = 1)")
         ax_eq.set_title(title)
