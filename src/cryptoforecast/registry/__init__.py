@@ -1,0 +1,1 @@
+"""Versioned, checksummed model store with stages (see :mod:`.store`)."""

@@ -1,0 +1,1 @@
+"""Serving: predictor on raw candles, HTTP app, paper trading. Never imports torch."""
