@@ -89,6 +89,21 @@ def _build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--exchange", default="binance", help="ccxt exchange id (--source ccxt)")
     dl.add_argument("--cache-dir", default=None, help="default: $CRYPTOFORECAST_CACHE or ~/.cache")
     dl.set_defaults(func=_cmd_data_download)
+
+    cmp = sub.add_parser(
+        "compare",
+        help="compare saved runs: key metrics and the config keys that differ",
+        description="Reads run folders (metrics.json), multirun/sweep folders (searched for run "
+        "folders) and benchmark folders (benchmark.csv); prints one row per run and writes "
+        "comparison.md, comparison.csv and comparison_<metric>.png into --out.",
+    )
+    cmp.add_argument("paths", nargs="+", type=Path, help="run, multirun or benchmark folders")
+    cmp.add_argument("--sort", default="test/rmse", help="metric to sort by (default test/rmse)")
+    cmp.add_argument("--desc", action="store_true", help="sort largest first")
+    cmp.add_argument("--metrics", default="", help="extra metrics to show, comma-separated")
+    cmp.add_argument("--out", type=Path, default=None, help="default: the first PATH (folder)")
+    cmp.set_defaults(func=_cmd_compare)
+    _add_production_commands(sub)
     return parser
 
 
@@ -165,6 +180,50 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    from cryptoforecast.evaluation.compare import (
+        comparison_table,
+        find_failed,
+        find_runs,
+        write_comparison,
+    )
+
+    console = _console()
+    try:
+        records = find_runs(args.paths)
+    except FileNotFoundError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 1
+    if not records:
+        names = " ".join(map(str, args.paths))
+        console.print(f"[bold red]error:[/] no run (metrics.json, benchmark.csv) under {names}")
+        return 1
+    extra = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    table = comparison_table(records, sort=args.sort, descending=args.desc, metrics=extra)
+    first = args.paths[0]
+    out = args.out or (first if first.is_dir() else first.parent)
+    written = write_comparison(table, out, args.sort)
+    view = Table(title=f"{len(table)} run(s) by {args.sort}{' (descending)' if args.desc else ''}")
+    shown = table.drop(columns=["path"])
+    for col in [shown.index.name, *shown.columns]:
+        view.add_column(str(col), justify="left" if col in ("run", "model") else "right")
+    for name, row in shown.iterrows():
+        cells = ("-" if v != v else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row)
+        view.add_row(str(name), *cells)  # v != v: NaN
+    width = Measurement.get(console, console.options.update_width(1000), view).maximum
+    if width > console.width:  # wider than the terminal (or 80 when piped): do not truncate
+        console = Console(width=width)
+    console.print(view)
+    for folder, error in find_failed(args.paths):
+        console.print(f"[red]failed job[/] {folder}: {error}", highlight=False, soft_wrap=True)
+    console.print("wrote " + ", ".join(map(str, written)), highlight=False, soft_wrap=True)
+    return 0
+
+
 def _print_report(rep: dict[str, Any], max_list: int) -> None:
     from rich.table import Table
 
@@ -204,6 +263,169 @@ def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr)
+
+
+# ---------------------------------------------------------------- export, registry, serving
+# Export imports torch (lazily); predict / serve / registry / paper-trade never do.
+
+
+def _add_production_commands(sub: Any) -> None:
+    exp = sub.add_parser("export", help="export a run folder as a verified ONNX bundle")
+    exp.add_argument("run_dir", type=Path, help="a train.py run folder (outputs/train/runs/...)")
+    exp.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/bundle")
+    exp.add_argument("--fold", type=int, default=None, help="walk-forward fold (default: last)")
+    exp.set_defaults(func=_cmd_export)
+
+    reg = sub.add_parser("registry", help="versioned model store with stages")
+    reg.add_argument("--root", type=Path, default=None, help="default $CRYPTOFORECAST_REGISTRY")
+    reg_sub = reg.add_subparsers(title="registry commands")
+    r = reg_sub.add_parser("register", help="add a bundle as the next version of NAME")
+    r.add_argument("bundle", type=Path)
+    r.add_argument("--name", required=True)
+    r.set_defaults(func=_cmd_registry, action="register")
+    reg_sub.add_parser("list", help="models, versions, stages").set_defaults(
+        func=_cmd_registry, action="list"
+    )
+    r = reg_sub.add_parser("show", help="one version: NAME, NAME:VERSION or NAME@STAGE")
+    r.add_argument("ref")
+    r.set_defaults(func=_cmd_registry, action="show")
+    r = reg_sub.add_parser("promote", help="set the staging or production version")
+    r.add_argument("name")
+    r.add_argument("version", type=int)
+    r.add_argument("--stage", required=True, choices=["staging", "production"])
+    r.set_defaults(func=_cmd_registry, action="promote")
+    r = reg_sub.add_parser("rollback", help="restore the previous version of a stage")
+    r.add_argument("name")
+    r.add_argument("--stage", default="production", choices=["staging", "production"])
+    r.set_defaults(func=_cmd_registry, action="rollback")
+
+    pred = sub.add_parser("predict", help="forecast at the newest candle of a file")
+    serve = sub.add_parser("serve", help="HTTP API: POST /predict, GET /health, GET /model")
+    for p in (pred, serve):
+        which = p.add_mutually_exclusive_group(required=True)
+        which.add_argument("--model", help="registry reference: NAME@production, NAME:3, NAME")
+        which.add_argument("--bundle", type=Path, help="a bundle folder")
+        p.add_argument("--registry", type=Path, default=None, help="registry root")
+    pred.add_argument("--data", required=True, help="candles: CSV/CSV.gz/parquet or a symbol")
+    pred.set_defaults(func=_cmd_predict)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=_cmd_serve)
+
+    paper = sub.add_parser("paper-trade", help="replay candles bar by bar through a model")
+    which = paper.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="registry reference: NAME@production, NAME:3, NAME")
+    which.add_argument("--bundle", type=Path, help="a bundle folder")
+    paper.add_argument("--registry", type=Path, default=None, help="registry root")
+    paper.add_argument("--data", required=True, help="candles: CSV/CSV.gz/parquet or a symbol")
+    paper.add_argument("--start", required=True, help="first decision bar (ISO, UTC)")
+    paper.add_argument("--end", default=None, help="last decision bar (default: the last)")
+    paper.add_argument("--out", type=Path, default=Path("paper_trade"), help="output folder")
+    paper.set_defaults(func=_cmd_paper_trade)
+
+
+def _production_errors() -> tuple[type[Exception], ...]:
+    from cryptoforecast.export.bundle import BundleError
+    from cryptoforecast.registry.store import RegistryError
+
+    errors: list[type[Exception]] = [BundleError, RegistryError]
+    if "cryptoforecast.export.onnx" in sys.modules:
+        errors.append(sys.modules["cryptoforecast.export.onnx"].ExportError)
+    return tuple(errors)
+
+
+def _fail(exc: Exception) -> int:
+    _console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return 1
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from cryptoforecast.export.bundle import export_run
+
+    try:
+        out = export_run(args.run_dir, args.out, args.fold)
+    except _production_errors() as exc:
+        return _fail(exc)
+    manifest = json.loads((out / "manifest.json").read_text())
+    sys.stdout.write(json.dumps({"bundle": str(out), "parity": manifest["parity"]}) + "\n")
+    return 0
+
+
+def _cmd_registry(args: argparse.Namespace) -> int:
+    from cryptoforecast.registry.store import Registry
+
+    registry = Registry(args.root)
+    try:
+        if args.action == "register":
+            result: Any = {"name": args.name, "version": registry.register(args.bundle, args.name)}
+        elif args.action == "list":
+            result = registry.list()
+        elif args.action == "show":
+            result = registry.show(args.ref)
+        elif args.action == "promote":
+            registry.promote(args.name, args.version, args.stage)
+            result = {"name": args.name, "version": args.version, "stage": args.stage}
+        else:
+            version = registry.rollback(args.name, args.stage)
+            result = {"name": args.name, "stage": args.stage, "version": version}
+    except _production_errors() as exc:
+        return _fail(exc)
+    sys.stdout.write(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+def _load_predictor(args: argparse.Namespace) -> Any:
+    from cryptoforecast.serving.predictor import Predictor
+
+    if args.bundle is not None:
+        return Predictor.from_bundle(args.bundle)
+    return Predictor.from_registry(args.model, root=args.registry)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from cryptoforecast.data.sources import bundled_path, read_candle_file
+
+    try:
+        predictor = _load_predictor(args)
+    except _production_errors() as exc:
+        return _fail(exc)
+    path = Path(args.data)
+    if not path.exists() and args.data.isalnum():  # a symbol: the bundled file
+        path = bundled_path(args.data)
+    sys.stdout.write(json.dumps(predictor.predict(read_candle_file(path)), indent=1) + "\n")
+    return 0
+
+
+def _cmd_paper_trade(args: argparse.Namespace) -> int:
+    from cryptoforecast.data.sources import bundled_path, read_candle_file
+    from cryptoforecast.serving.paper import paper_trade
+
+    try:
+        predictor = _load_predictor(args)
+    except _production_errors() as exc:
+        return _fail(exc)
+    path = Path(args.data)
+    if not path.exists() and args.data.isalnum():  # a symbol: the bundled file
+        path = bundled_path(args.data)
+    result = paper_trade(predictor, read_candle_file(path), args.start, args.end)
+    result.save(args.out)
+    keys = ("n_decisions", "total_return", "sharpe", "max_drawdown", "n_trades", "bh_total_return")
+    summary = {k: result.metrics.get(k) for k in keys}
+    sys.stdout.write(json.dumps({"out": str(args.out), **summary}) + "\n")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from cryptoforecast.serving.app import create_app
+
+    try:
+        predictor = _load_predictor(args)
+    except _production_errors() as exc:
+        return _fail(exc)
+    uvicorn.run(create_app(predictor), host=args.host, port=args.port, log_level="info")
+    return 0
 
 
 if __name__ == "__main__":

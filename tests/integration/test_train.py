@@ -36,6 +36,16 @@ def test_fast_dev_run_writes_the_run_folder(make_cfg: Callable[..., DictConfig])
         metrics["test/rmse"]
     )
     assert saved["ops/params"] > 1000 and saved["data/n_test"] > 50
+    for key in (
+        "size_mb",
+        "latency_single_p50_ms",
+        "latency_single_p99_ms",
+        "latency_batch_p50_ms",
+        "latency_batch_p99_ms",
+        "peak_rss_mb",
+    ):
+        assert saved[f"ops/{key}"] > 0
+    assert saved["ops/latency_single_p99_ms"] >= saved["ops/latency_single_p50_ms"]
     quality = json.loads((out / "data_quality.json").read_text())
     assert quality["rows"] > 30 * 24 and quality["errors"] == []
     for key in (
@@ -78,6 +88,9 @@ def test_same_seed_gives_identical_metrics(
     for name in ("a", "b"):
         run(make_cfg(*short, out=tmp_path / name))
         saved = json.loads((tmp_path / name / "metrics.json").read_text())
+        # timing and memory vary run to run; everything else must be identical
+        for key in [k for k in saved if k.startswith(("ops/latency", "ops/peak_rss"))]:
+            saved.pop(key)
         saved.pop("ops/train_seconds")
         results.append(saved)
     assert results[0] == results[1]

@@ -435,7 +435,7 @@ def test_config_group_interpolates_the_target_lag() -> None:
     from cryptoforecast.paths import CONF_DIR
 
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["+backtest=default", "target.execution_lag=2"])
+        cfg = compose("train", overrides=["backtest=default", "target.execution_lag=2"])
     built = instantiate(cfg.backtest)
     assert built == BacktestSpec(execution_lag=2)
     assert built.cost_rate == C

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from cryptoforecast.models.base import Forecaster
 from cryptoforecast.models.variants import resolve_variant
 from cryptoforecast.paths import CONF_DIR
+from cryptoforecast.tracking.wandb_setup import active_run_logger, is_wandb_logger
 
 TASKS = ("regression", "classification")
 
@@ -96,6 +97,12 @@ def build_forecaster(cfg: DictConfig) -> Forecaster:
     def make_loggers(out: Path) -> list[Any]:
         made = []
         for c in (cfg.get("logger") or {}).values():
+            if c and is_wandb_logger(c):
+                # The pipeline opened this job's (fold's) W&B run: train into it, not a new one.
+                active = active_run_logger(str(out), model_name=cfg.model.get("name"))
+                if active is not None:
+                    made.append(active)
+                    continue
             if c:
                 extra = {"save_dir": str(out)} if "save_dir" in c else {}
                 made.append(instantiate(c, **extra))

@@ -2,7 +2,9 @@
 
 Writes into the Hydra run folder: ``metrics.json`` (flat), ``predictions.parquet`` (the
 PredictionFrame of the test segment(s)), ``data_quality.json``, ``splits.json``, ``scaler.json``,
-model artefacts (checkpoints, LightGBM importance) and logger files; Hydra adds
+model artefacts (checkpoints, LightGBM importance), ``equity.png``, ``pred_vs_actual.png``
+(attention models also ``attention_heads.png`` and ``attention_by_lag.png``) and logger files
+(``logger=wandb``: ``wandb/offline-run-*`` when not logged in to W&B); Hydra adds
 ``.hydra/config.yaml``. With ``split=walk_forward`` each fold trains a fresh model and scaler in
 ``fold_<k>/``.
 """
@@ -29,8 +31,18 @@ from cryptoforecast.data.schema import DataError
 from cryptoforecast.data.splits import Fold
 from cryptoforecast.data.targets import TargetSpec
 from cryptoforecast.evaluation.predictions import make_prediction_frame, score
+from cryptoforecast.evaluation.profiling import profile_forecaster
 from cryptoforecast.models.baselines import NaiveForecaster
 from cryptoforecast.models.factory import build_forecaster
+from cryptoforecast.tracking.plots import plot_pred_vs_actual
+from cryptoforecast.tracking.report import (
+    finish_open_run,
+    finish_run,
+    fold_figures,
+    log_fit_curves,
+    log_results,
+    start_run,
+)
 from cryptoforecast.utils.report import print_summary
 
 log = logging.getLogger(__name__)
@@ -73,7 +85,22 @@ def prepare(cfg: DictConfig, out_dir: Path) -> tuple[Candles, SampleSet, list[Fo
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Train and evaluate one configuration; return the flat metrics dict."""
+    """Train and evaluate one configuration; return the flat metrics dict.
+
+    With ``logger=wandb``: one W&B run for the job, or under walk-forward one run per fold plus
+    an aggregate run (:mod:`cryptoforecast.tracking.report`). A run still open when the job
+    ends, normally or not, is finished here, so folds and multirun jobs never share a run.
+    """
+    try:
+        return _run(cfg)
+    except BaseException:
+        finish_open_run(cfg, failed=True)
+        raise
+    finally:
+        finish_open_run(cfg)
+
+
+def _run(cfg: DictConfig) -> dict[str, float]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Lightning adds its own console handler; under Hydra the root handlers (console + the run's
@@ -84,11 +111,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
     candles, samples, folds = prepare(cfg, out_dir)
 
     multi = len(folds) > 1
+    job_run = None if multi else start_run(cfg)  # walk-forward: per-fold runs + an aggregate
     metrics: dict[str, float] = {}
     frames: dict[str, list[pd.DataFrame]] = {"test": [], **{name: [] for name in BASELINES}}
     ops: dict[str, float] = {}
     for fold in folds:
         fold_dir = out_dir / f"fold_{fold.number}" if multi else out_dir
+        fold_run = start_run(cfg, fold.number) if multi else job_run
         model = build_forecaster(cfg)
         fit_metrics = model.fit(samples, fold, fold_dir)
         frame = _frame(samples, fold, model.predict(samples, fold.test))
@@ -104,6 +133,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 metrics[f"fold{fold.number}/{key}" if multi else key] = value
         if multi:
             metrics.update(score(frame, f"fold{fold.number}/test"))
+        title = f"{cfg.model.name} ({samples.symbol})" + (f" fold {fold.number}" if multi else "")
+        images = fold_figures(model, samples, fold, frame, fold_dir, title)
+        log_fit_curves(fold_run, model)
+        if multi:
+            fold_metrics = dict(fit_metrics, **score(frame, "test"))
+            for name in BASELINES:
+                fold_metrics.update(score(frames[name][-1], name))
+            log_results(fold_run, fold_metrics, images, frame)
+            finish_run(fold_run)
     if multi:
         metrics.update(fold_aggregates(metrics, len(folds)))
     fold_val = [v for k, v in metrics.items() if k.endswith("/val/loss_best")]
@@ -114,6 +152,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics.update(score(predictions, "test"))
     for name in BASELINES:
         metrics.update(score(pd.concat(frames[name], ignore_index=True), name))
+    # Operational profile of the (last fold's) fitted model: size, warm latency, peak RSS.
+    ops.update(profile_forecaster(model, samples, folds[-1].test, n_single=100, n_batch=10))
     metrics.update({k: round(v, 3) if k == "ops/train_seconds" else v for k, v in ops.items()})
     metrics["data/n_features"] = samples.n_features
     for part in ("train", "val", "test"):
@@ -121,6 +161,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics.update(backtest_metrics(cfg, predictions, candles, out_dir))
     write_metrics(metrics, out_dir / "metrics.json")
     print_summary(metrics, title=f"{cfg.model.name} vs persistence ({samples.symbol})")
+    if multi:  # the pooled out-of-sample figure (each fold's is in fold_<k>/) and its own run
+        pooled = plot_pred_vs_actual(
+            predictions, out_dir / "pred_vs_actual.png", f"{cfg.model.name}: all folds"
+        )
+        images = {"pred_vs_actual": pooled}
+        job_run = start_run(cfg, aggregate=True)
+    log_results(job_run, metrics, {**images, "equity": out_dir / "equity.png"}, predictions)
+    finish_run(job_run)
     log.info("run folder: %s", out_dir)
     return metrics
 
