@@ -18,7 +18,7 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,exchange]" -c constraints.txt
+	$(PY) -m pip install -q -e ".[dev,exchange,serve]" -c constraints.txt
 # hydra-optuna-sweeper 1.3.0 (the latest) pins optuna<3, and optuna 2.x's sqlite storage
 # breaks under SQLAlchemy 2 ("assert version is not None"). optuna 5 (from pyproject) works
 # with it, in-memory and sqlite, so install the plugin without its pins; `pip check` then
