@@ -131,11 +131,7 @@ def load_run(run_dir: Path | str, fold: int | None = None) -> RunModel:
         recomputed features differ from the ones the scaler was fitted on.
     """
     import torch
-    from hydra.utils import instantiate
 
-    from cryptoforecast.data.datamodule import build_samples
-    from cryptoforecast.data.loader import load_candles
-    from cryptoforecast.data.targets import TargetSpec
     from cryptoforecast.models.factory import build_model
 
     run_dir = Path(run_dir).resolve()
@@ -144,17 +140,11 @@ def load_run(run_dir: Path | str, fold: int | None = None) -> RunModel:
         raise ValueError(f"{run_dir}: model {cfg.model.name!r} is not a torch net")
     number, model_dir = _model_dir(run_dir, fold)
     task = cfg.get("task", "regression")
-    horizon = cfg.target.horizon
-    target = TargetSpec(
-        horizon=horizon if isinstance(horizon, int) else list(horizon),
-        execution_lag=int(cfg.target.execution_lag),
-        kind="direction" if task == "classification" else "return",
-    )
-    feature_set = instantiate(cfg.features)
-    candles = load_candles(instantiate(cfg.data), history_bars=feature_set.min_history)
-    samples = build_samples(candles, feature_set, target)
-    folds = instantiate(cfg.split).folds(samples.windows.timestamps, samples.step, target.reach)
-    chosen = next((f for f in folds if f.number == number), None)
+    from cryptoforecast.data.from_config import run_data
+
+    data = run_data(cfg)  # exactly the samples and folds training built
+    samples, target = data.samples, data.samples.target
+    chosen = next((f for f in data.folds if f.number == number), None)
     if chosen is None:
         raise ValueError(f"{run_dir}: the config yields no fold {number}")
     names = json.loads((model_dir / "scaler.json").read_text())["feature_names"]

@@ -157,11 +157,6 @@ def export_run(run_dir: Path, out: Path | None = None, fold: int | None = None) 
     Raises:
         BundleError / ExportError: unsupported model, missing files, or failed parity.
     """
-    from hydra.utils import instantiate
-
-    from cryptoforecast.data.datamodule import build_samples
-    from cryptoforecast.data.loader import load_candles
-    from cryptoforecast.data.targets import TargetSpec
     from cryptoforecast.export.onnx import ExportError
 
     run_dir = Path(run_dir).resolve()
@@ -185,18 +180,11 @@ def export_run(run_dir: Path, out: Path | None = None, fold: int | None = None) 
     if out.exists():
         raise BundleError(f"{out}: already exists; remove it or pass another --out")
 
-    task = cfg.get("task", "regression")
-    horizon = cfg.target.horizon
-    spec = TargetSpec(
-        horizon=list(horizon) if not isinstance(horizon, int) else horizon,
-        execution_lag=int(cfg.target.execution_lag),
-        kind="direction" if task == "classification" else "return",
-    )
-    feature_set = instantiate(cfg.features)
-    candles = load_candles(instantiate(cfg.data), history_bars=feature_set.min_history)
-    samples = build_samples(candles, feature_set, spec)
-    folds = instantiate(cfg.split).folds(samples.windows.timestamps, samples.step, spec.reach)
-    chosen = next((f for f in folds if f.number == number), None)
+    from cryptoforecast.data.from_config import run_data
+
+    data = run_data(cfg)  # exactly the samples and folds training built
+    feature_set, samples, spec = data.feature_set, data.samples, data.samples.target
+    chosen = next((f for f in data.folds if f.number == number), None)
     if chosen is None:
         raise BundleError(f"{run_dir}: the config yields no fold {number}")
 

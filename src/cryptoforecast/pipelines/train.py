@@ -25,11 +25,10 @@ from omegaconf import DictConfig
 
 from cryptoforecast.backtest.engine import BacktestSpec, run_backtest
 from cryptoforecast.backtest.plots import plot_equity
-from cryptoforecast.data.datamodule import SampleSet, build_samples
-from cryptoforecast.data.loader import Candles, load_candles
-from cryptoforecast.data.schema import DataError
+from cryptoforecast.data.datamodule import SampleSet
+from cryptoforecast.data.from_config import run_data
+from cryptoforecast.data.loader import Candles
 from cryptoforecast.data.splits import Fold
-from cryptoforecast.data.targets import TargetSpec
 from cryptoforecast.evaluation.predictions import make_prediction_frame, score
 from cryptoforecast.evaluation.profiling import profile_forecaster
 from cryptoforecast.models.baselines import NaiveForecaster
@@ -51,37 +50,18 @@ log = logging.getLogger(__name__)
 BASELINES = {"baseline": "zero", "baseline_last": "last"}
 
 
-def target_spec(cfg: DictConfig) -> TargetSpec:
-    """The target from ``cfg.target`` and ``cfg.task`` (classification = direction labels)."""
-    task = cfg.get("task", "regression")
-    kind = "direction" if task == "classification" else "return"
-    given = cfg.target.get("kind")
-    if given not in (None, kind):
-        raise DataError(
-            f"target.kind={given} contradicts task={task}; set task=classification for direction "
-            "labels (or leave target.kind unset)"
-        )
-    return TargetSpec(
-        horizon=list(cfg.target.horizon)
-        if not isinstance(cfg.target.horizon, int)
-        else cfg.target.horizon,
-        execution_lag=int(cfg.target.execution_lag),
-        kind=kind,
-    )
-
-
 def prepare(cfg: DictConfig, out_dir: Path) -> tuple[Candles, SampleSet, list[Fold]]:
-    """Load and check candles, build samples and folds once; save the quality report and splits."""
-    target = target_spec(cfg)
-    feature_set = instantiate(cfg.features)
-    candles = load_candles(instantiate(cfg.data), history_bars=feature_set.min_history)
-    candles.report.save(out_dir / "data_quality.json")
-    samples = build_samples(candles, feature_set, target)
-    folds = instantiate(cfg.split).folds(samples.windows.timestamps, samples.step, target.reach)
+    """Build the run's data once, then save the quality report and the splits in the run folder.
+
+    See :func:`cryptoforecast.data.from_config.run_data`.
+    """
+    data = run_data(cfg)
+    data.candles.report.save(out_dir / "data_quality.json")
+    stamps = data.samples.windows.timestamps
     (out_dir / "splits.json").write_text(
-        json.dumps([f.describe(samples.windows.timestamps) for f in folds], indent=2) + "\n"
+        json.dumps([f.describe(stamps) for f in data.folds], indent=2) + "\n"
     )
-    return candles, samples, folds
+    return data.candles, data.samples, data.folds
 
 
 def run(cfg: DictConfig) -> dict[str, float]:

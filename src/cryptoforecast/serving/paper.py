@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cryptoforecast.backtest.engine import (
+    BAR_COLUMNS,
     BacktestSpec,
     _trades,
     periods_per_year_for,
@@ -143,20 +144,7 @@ def paper_trade(
     bars["timestamp"] = pd.DatetimeIndex(bars["timestamp"]).as_unit("ns")
     bars["signal_time"] = pd.to_datetime(bars["signal_time"], utc=True).dt.as_unit("ns")
     exit_ns = bars["exit_ns"].to_numpy(dtype=np.int64)
-    bars = bars[
-        [
-            "timestamp",
-            "signal_time",
-            "position",
-            "asset_return",
-            "gross",
-            "cost",
-            "net",
-            "equity",
-            "gross_equity",
-            "benchmark_equity",
-        ]
-    ]
+    bars = bars[list(BAR_COLUMNS)]  # the vectorised engine's layout, so the two compare
     trades = _trades(bars, exit_ns, rate)
     ppy = spec.periods_per_year or periods_per_year_for(step)
     metrics = trading_metrics(
