@@ -109,11 +109,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
     from cryptoforecast.data.quality import QualityPolicy, check_candles
-    from cryptoforecast.data.sources import bundled_path, infer_interval, read_candle_file
+    from cryptoforecast.data.sources import infer_interval, read_candle_file
 
-    path = Path(args.target)
-    if not path.exists() and args.target.isalnum():  # a symbol: the bundled file
-        path = bundled_path(args.target, args.market, args.interval or "1h")
+    path = _path_or_bundled(args.target, args.market, args.interval or "1h")
     raw = read_candle_file(path)
     interval = args.interval or infer_interval(raw["timestamp"], source=str(path))
     policy = QualityPolicy() if args.spike_z is None else QualityPolicy(spike_z=args.spike_z)
@@ -222,6 +220,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         console.print(f"[red]failed job[/] {folder}: {error}", highlight=False, soft_wrap=True)
     console.print("wrote " + ", ".join(map(str, written)), highlight=False, soft_wrap=True)
     return 0
+
+
+def _path_or_bundled(target: str, market: str = "spot", interval: str = "1h") -> Path:
+    """A file path as given, or, for a bare symbol (BTCUSDT), the bundled candle file."""
+    from cryptoforecast.data.sources import bundled_path
+
+    path = Path(target)
+    if not path.exists() and target.isalnum():
+        path = bundled_path(target, market, interval)
+    return path
 
 
 def _print_report(rep: dict[str, Any], max_list: int) -> None:
@@ -383,30 +391,26 @@ def _load_predictor(args: argparse.Namespace) -> Any:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from cryptoforecast.data.sources import bundled_path, read_candle_file
+    from cryptoforecast.data.sources import read_candle_file
 
     try:
         predictor = _load_predictor(args)
     except _production_errors() as exc:
         return _fail(exc)
-    path = Path(args.data)
-    if not path.exists() and args.data.isalnum():  # a symbol: the bundled file
-        path = bundled_path(args.data)
+    path = _path_or_bundled(args.data)
     sys.stdout.write(json.dumps(predictor.predict(read_candle_file(path)), indent=1) + "\n")
     return 0
 
 
 def _cmd_paper_trade(args: argparse.Namespace) -> int:
-    from cryptoforecast.data.sources import bundled_path, read_candle_file
+    from cryptoforecast.data.sources import read_candle_file
     from cryptoforecast.serving.paper import paper_trade
 
     try:
         predictor = _load_predictor(args)
     except _production_errors() as exc:
         return _fail(exc)
-    path = Path(args.data)
-    if not path.exists() and args.data.isalnum():  # a symbol: the bundled file
-        path = bundled_path(args.data)
+    path = _path_or_bundled(args.data)
     result = paper_trade(predictor, read_candle_file(path), args.start, args.end)
     result.save(args.out)
     keys = ("n_decisions", "total_return", "sharpe", "max_drawdown", "n_trades", "bh_total_return")

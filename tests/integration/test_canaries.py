@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from cryptoforecast.data.synthetic import make_ohlcv
 from cryptoforecast.evaluation.stats import direction_test, dm_vs
 from cryptoforecast.models.factory import base_forecaster
-from cryptoforecast.pipelines.train import _frame, prepare
+from cryptoforecast.pipelines.train import prediction_frame, prepare
 
 LEARNERS = [
     "lstm",
@@ -53,12 +53,12 @@ def _evaluate(
     fold = folds[0]
     zero = base_forecaster(cfg, "naive")
     zero.fit(samples, fold, tmp_path / "naive")
-    ref = _frame(samples, fold, zero.predict(samples, fold.test))
+    ref = prediction_frame(samples, fold, zero.predict(samples, fold.test))
     out = {}
     for name in models:
         model = base_forecaster(cfg, name, variant="lightweight" if name != "naive" else None)
         model.fit(samples, fold, tmp_path / name)
-        frame = _frame(samples, fold, model.predict(samples, fold.test))
+        frame = prediction_frame(samples, fold, model.predict(samples, fold.test))
         dm = dm_vs(frame, ref, loss="squared", horizon=1)[1] if name != "naive" else None
         acc = direction_test(frame)[1].accuracy
         out[name] = (acc, dm.statistic if dm else 0.0, dm.p_value if dm else 1.0)

@@ -31,7 +31,13 @@ from cryptoforecast.evaluation.predictions import score
 from cryptoforecast.evaluation.profiling import profile_forecaster
 from cryptoforecast.evaluation.stats import block_bootstrap_sharpe_ci, direction_test, dm_vs
 from cryptoforecast.models.factory import base_forecaster
-from cryptoforecast.pipelines.train import backtest_spec, prepare, write_metrics
+from cryptoforecast.pipelines.train import (
+    backtest_spec,
+    prediction_frame,
+    prepare,
+    quiet_lightning_console,
+    write_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +67,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the benchmark described by ``cfg.benchmark`` and write its reports."""
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if logging.getLogger().handlers:
-        logging.getLogger("lightning").handlers.clear()
+    quiet_lightning_console()
     L.seed_everything(cfg.seed, workers=True)
     candles, samples, folds = prepare(cfg, out_dir)
     models = list(cfg.benchmark.models)
@@ -86,7 +91,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 model = base_forecaster(cfg, name)
                 fitted = model.fit(samples, fold, out_dir / name / f"fold_{fold.number}")
                 pred = model.predict(samples, fold.test)
-                frame = _frame(samples, fold, pred)
+                frame = prediction_frame(samples, fold, pred)
                 parts.append(frame)
                 fold_mae.append(score(frame, "f")["f/mae"] if "p_up" not in frame else np.nan)
                 ops["train_seconds"] += fitted.get("ops/train_seconds", 0.0)
@@ -107,12 +112,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return {"rows": rows, "criteria": summary}
 
 
-def _frame(samples: Any, fold: Any, y_pred: np.ndarray) -> pd.DataFrame:
-    from cryptoforecast.pipelines.train import _frame as train_frame
-
-    return train_frame(samples, fold, y_pred)
-
-
 def _row(
     frame: pd.DataFrame,
     bt: BacktestResult,
@@ -127,7 +126,7 @@ def _row(
     direction = direction_test(part)[h]
     net = bt.bars["net"].to_numpy()
     ppy = bt.metrics["periods_per_year"]
-    sharpe, lo, hi = block_bootstrap_sharpe_ci(net, ppy) if len(net) > 20 else (
+    _, lo, hi = block_bootstrap_sharpe_ci(net, ppy) if len(net) > 20 else (
         np.nan, np.nan, np.nan)  # fmt: skip
     row: dict[str, Any] = {
         **metrics,
@@ -152,7 +151,6 @@ def _row(
         "fold_mae": fold_mae,
         "backtest": bt.metrics,
     }
-    del sharpe
     return row
 
 

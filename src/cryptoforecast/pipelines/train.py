@@ -50,6 +50,13 @@ log = logging.getLogger(__name__)
 BASELINES = {"baseline": "zero", "baseline_last": "last"}
 
 
+def quiet_lightning_console() -> None:
+    """Drop Lightning's own console handler when the root logger has handlers (under Hydra:
+    console + the run's log file), so each Lightning message is printed once, not twice."""
+    if logging.getLogger().handlers:
+        logging.getLogger("lightning").handlers.clear()
+
+
 def prepare(cfg: DictConfig, out_dir: Path) -> tuple[Candles, SampleSet, list[Fold]]:
     """Build the run's data once, then save the quality report and the splits in the run folder.
 
@@ -83,10 +90,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 def _run(cfg: DictConfig) -> dict[str, float]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # Lightning adds its own console handler; under Hydra the root handlers (console + the run's
-    # log file) already print its records, so drop Lightning's to avoid every line twice.
-    if logging.getLogger().handlers:
-        logging.getLogger("lightning").handlers.clear()
+    quiet_lightning_console()
     L.seed_everything(cfg.seed, workers=True)
     candles, samples, folds = prepare(cfg, out_dir)
 
@@ -100,24 +104,24 @@ def _run(cfg: DictConfig) -> dict[str, float]:
         fold_run = start_run(cfg, fold.number) if multi else job_run
         model = build_forecaster(cfg)
         fit_metrics = model.fit(samples, fold, fold_dir)
-        frame = _frame(samples, fold, model.predict(samples, fold.test))
+        frame = prediction_frame(samples, fold, model.predict(samples, fold.test))
         frames["test"].append(frame)
         for name, method in BASELINES.items():
             naive = NaiveForecaster(method)
             naive.fit(samples, fold, fold_dir)
-            frames[name].append(_frame(samples, fold, naive.predict(samples, fold.test)))
+            frames[name].append(prediction_frame(samples, fold, naive.predict(samples, fold.test)))
         for key, value in fit_metrics.items():
             if key.startswith("ops/"):
                 ops[key] = ops.get(key, 0.0) + value if key != "ops/params" else value
             else:
                 metrics[f"fold{fold.number}/{key}" if multi else key] = value
-        if multi:
-            metrics.update(score(frame, f"fold{fold.number}/test"))
+        fold_scores = score(frame, "test") if multi else {}
+        metrics.update({f"fold{fold.number}/{k}": v for k, v in fold_scores.items()})
         title = f"{cfg.model.name} ({samples.symbol})" + (f" fold {fold.number}" if multi else "")
         images = fold_figures(model, samples, fold, frame, fold_dir, title)
         log_fit_curves(fold_run, model)
         if multi:
-            fold_metrics = dict(fit_metrics, **score(frame, "test"))
+            fold_metrics = dict(fit_metrics, **fold_scores)
             for name in BASELINES:
                 fold_metrics.update(score(frames[name][-1], name))
             log_results(fold_run, fold_metrics, images, frame)
@@ -153,7 +157,7 @@ def _run(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def _frame(samples: SampleSet, fold: Fold, y_pred: np.ndarray) -> pd.DataFrame:
+def prediction_frame(samples: SampleSet, fold: Fold, y_pred: np.ndarray) -> pd.DataFrame:
     """PredictionFrame of a fold's test samples; classifiers' outputs are p_up."""
     pos = fold.test
     rows = samples.windows.ends[pos]
