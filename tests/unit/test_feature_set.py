@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from cryptoforecast.features import transforms as T
 from cryptoforecast.features.pipeline import FeatureSet
@@ -16,8 +16,11 @@ from cryptoforecast.paths import BUNDLED_DATA_DIR, CONF_DIR
 CONFIGS = ("minimal", "default", "lgbm")
 
 
-def load_config(name: str) -> FeatureSet:
-    return instantiate(OmegaConf.load(CONF_DIR / "features" / f"{name}.yaml"))
+def load_config(name: str, *overrides: str) -> FeatureSet:
+    """The feature set as train.py composes it (lgbm.yaml extends default.yaml via defaults)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"features={name}", *overrides])
+    return instantiate(cfg.features)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +54,26 @@ def test_config_contents() -> None:
     }
     assert default.warmup == 2957  # RSI-200
     assert any(isinstance(t, WaveletFeatures) for t in default.transforms)
+
+
+def test_config_mapping_overrides_switch_transforms_on_and_off() -> None:
+    default = load_config("default")
+    no_wavelet = load_config("default", "features.transforms.wavelet=null")
+    assert not any(isinstance(t, WaveletFeatures) for t in no_wavelet.transforms)
+    assert no_wavelet.names() == [n for n in default.names() if n not in WaveletFeatures().names()]
+    extra = load_config(
+        "minimal",
+        "+features.transforms.calendar={_target_:cryptoforecast.features.transforms.Calendar}",
+    )
+    assert extra.names()[:5] == load_config("minimal").names()
+    assert extra.names()[5:] == T.Calendar().names()
+
+
+def test_mapping_form_skips_none_and_names_bad_entries() -> None:
+    fs = FeatureSet({"ret": T.LogReturns([1]), "off": None, "cal": T.Calendar()}, lookback=4)
+    assert fs.names() == ["logret_1", *T.Calendar().names()]
+    with pytest.raises(TypeError, match="transform bad is a dict"):
+        FeatureSet({"ret": T.LogReturns([1]), "bad": {"periods": [3]}}, lookback=4)
 
 
 def test_compute_concatenates_in_order(real: pd.DataFrame) -> None:

@@ -30,7 +30,10 @@ class FeatureSet:
     """Ordered causal transforms whose outputs are concatenated column-wise.
 
     Args:
-        transforms: the transforms, in output order; their column names must be unique.
+        transforms: the transforms, in output order; their column names must be unique. Either a
+            sequence or a mapping ``name -> transform`` (the config form: a mapping lets an
+            override add ``+features.transforms.fear_greed={...}`` or switch one off with
+            ``features.transforms.wavelet=null``; ``None`` entries are skipped).
         lookback: ``L``, input bars per model sample (used by the window builder).
 
     Raises:
@@ -39,17 +42,27 @@ class FeatureSet:
 
     """
 
-    def __init__(self, transforms: Sequence[Transform], lookback: int) -> None:
+    def __init__(
+        self,
+        transforms: Sequence[Transform] | Mapping[str, Transform | None],
+        lookback: int,
+    ) -> None:
+        if isinstance(transforms, Mapping):
+            labels = [str(k) for k, t in transforms.items() if t is not None]
+            transforms = [t for t in transforms.values() if t is not None]
+        else:
+            labels = [f"#{i}" for i in range(len(transforms))]
         self._transforms: tuple[Transform, ...] = tuple(transforms)
         self._lookback = int(lookback)
         if not self._transforms:
             raise ValueError("FeatureSet needs at least one transform")
         if self._lookback < 1:
             raise ValueError(f"lookback must be >= 1, got {lookback}")
-        for i, t in enumerate(self._transforms):
+        for label, t in zip(labels, self._transforms, strict=True):
             if not isinstance(t, Transform):
                 raise TypeError(
-                    f"transform #{i} is a {type(t).__name__}, not a Transform (missing _target_?)"
+                    f"transform {label} is a {type(t).__name__}, not a Transform "
+                    "(missing _target_?)"
                 )
         self._names = [name for t in self._transforms for name in t.names()]
         _check_unique(self._transforms)
