@@ -18,7 +18,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from cryptoforecast.features import transforms as T
+from cryptoforecast.features.external import FearGreed, OnChain
 from cryptoforecast.features.pipeline import FeatureSet
+from cryptoforecast.features.sentiment import TextSentiment
 from cryptoforecast.features.transforms import Transform, TransformBase
 from cryptoforecast.features.wavelet import WaveletFeatures
 from cryptoforecast.paths import BUNDLED_DATA_DIR, CONF_DIR
@@ -169,6 +171,11 @@ ALL_TRANSFORMS: list[TransformBase] = [
     T.MomentumBlock(),
     WaveletFeatures(),
     WaveletFeatures(window=64, wavelet="sym5", level=2),
+    # external daily series and text sentiment: clock-time alignment (tests/unit/test_external_*)
+    FearGreed(),
+    FearGreed(lags_hours=[1, 4, 8, 16], vol_weighted=True, vol_median_window=240),
+    OnChain(),
+    TextSentiment("sample_sentiment_hourly.csv", lags_hours=[0, 4]),
 ]
 IDS = [repr(t) for t in ALL_TRANSFORMS]
 
