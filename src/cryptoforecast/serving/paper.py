@@ -27,6 +27,7 @@ from cryptoforecast.backtest.engine import (
     periods_per_year_for,
 )
 from cryptoforecast.backtest.report import trading_metrics
+from cryptoforecast.serving.monitor import MonitorReport, MonitorSpec, monitor_predictor
 from cryptoforecast.serving.predictor import PredictionError, Predictor
 
 log = logging.getLogger(__name__)
@@ -34,21 +35,28 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PaperResult:
-    """Decisions (a PredictionFrame), per-bar PnL, trades and metrics of one replay."""
+    """Decisions (a PredictionFrame), per-bar PnL, trades, metrics and the monitor of a replay."""
 
     decisions: pd.DataFrame
     bars: pd.DataFrame
     trades: pd.DataFrame
     metrics: dict[str, float]
+    monitor: MonitorReport | None = None
 
     def save(self, folder: Path) -> None:
-        """Write decisions, equity (the bars), trades (parquet) and metrics.json."""
+        """Write decisions, equity (the bars), trades (parquet), metrics.json and the monitor.
+
+        With a monitor report, its files (``monitor.parquet``, ``alerts.jsonl``,
+        ``monitor_summary.json``, ``monitor.png``, ...) go into the same folder.
+        """
         folder.mkdir(parents=True, exist_ok=True)
         self.decisions.to_parquet(folder / "decisions.parquet", index=False)
         self.bars.to_parquet(folder / "equity.parquet", index=False)
         self.trades.to_parquet(folder / "trades.parquet", index=False)
         clean = {k: (v if np.isfinite(v) else None) for k, v in self.metrics.items()}
         (folder / "metrics.json").write_text(json.dumps(clean, indent=1, sort_keys=True) + "\n")
+        if self.monitor is not None:
+            self.monitor.save(folder)
 
 
 def backtest_spec_of(predictor: Predictor) -> BacktestSpec:
@@ -62,6 +70,7 @@ def paper_trade(
     start: str | pd.Timestamp,
     end: str | pd.Timestamp | None = None,
     spec: BacktestSpec | None = None,
+    monitor: MonitorSpec | None = None,
 ) -> PaperResult:
     """Replay ``candles`` from ``start`` (inclusive) to ``end`` (inclusive, default: the last).
 
@@ -72,6 +81,8 @@ def paper_trade(
         start: first decision bar (open time, UTC).
         end: last decision bar.
         spec: trading rules; default the bundle's backtest settings.
+        monitor: also monitor the decisions (rolling accuracy, drift, alerts; see
+            ``serving.monitor``) over the same candles; None: no monitor.
 
     Returns:
         :class:`PaperResult`; ``bars`` has the engine's columns.
@@ -157,7 +168,11 @@ def paper_trade(
     )
     metrics["periods_per_year"] = float(ppy)
     metrics["n_decisions"] = float(len(decisions))
-    return PaperResult(pd.DataFrame(decisions), bars.reset_index(drop=True), trades, metrics)
+    frame_dec = pd.DataFrame(decisions)
+    report = None
+    if monitor is not None:
+        report = monitor_predictor(predictor, frame_dec, frame, monitor, prepared=True)
+    return PaperResult(frame_dec, bars.reset_index(drop=True), trades, metrics, report)
 
 
 def _decision_row(out: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
