@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import lightning as L
@@ -25,9 +26,25 @@ log = logging.getLogger(__name__)
 SCALERS = {"standard": StandardScaler, "robust": RobustScaler}
 
 
+SYMBOL_COLUMN = "symbol_{}"  # one-hot column of a symbol in a multi-symbol SampleSet
+
+
+@dataclass(frozen=True)
+class SymbolRows:
+    """The rows ``[start, stop)`` of one symbol in a (possibly stacked) SampleSet."""
+
+    symbol: str
+    start: int
+    stop: int
+
+
 @dataclass
 class SampleSet:
     """Everything computed once for the whole loaded history, before any split.
+
+    A multi-symbol set (:func:`stack_samples`) stacks each symbol's rows one block after the
+    other (``blocks``), so ``index`` is sorted within a block only, and orders its windows by
+    time (then by symbol), so positions into ``windows`` run forward in time as for one symbol.
 
     Attributes:
         index: bar open times ``[N]`` (gaps kept).
@@ -38,8 +55,9 @@ class SampleSet:
         close: closes ``[N]``.
         windows: valid sample ends.
         target: the target spec.
-        symbol: e.g. BTCUSDT.
+        symbol: e.g. BTCUSDT (multi-symbol: the symbols joined by ``+``, a label only).
         step: bar length.
+        blocks: each symbol's row range (multi-symbol sets); empty for one symbol.
     """
 
     index: pd.DatetimeIndex
@@ -52,11 +70,30 @@ class SampleSet:
     target: TargetSpec
     symbol: str
     step: pd.Timedelta
+    blocks: tuple[SymbolRows, ...] = ()
 
     @property
     def n_features(self) -> int:
         """Number of feature columns ``F``."""
         return self.features.shape[1]
+
+    @property
+    def symbol_rows(self) -> tuple[SymbolRows, ...]:
+        """Each symbol's row range; one range over all rows for a single-symbol set."""
+        return self.blocks or (SymbolRows(self.symbol, 0, len(self.index)),)
+
+    @property
+    def symbols(self) -> list[str]:
+        """The symbols, in block order."""
+        return [b.symbol for b in self.symbol_rows]
+
+    def sample_symbols(self, positions: np.ndarray | None = None) -> np.ndarray:
+        """Symbol of each sample at ``positions`` (all samples when None), ``[S]`` strings."""
+        ends = self.windows.ends if positions is None else self.windows.ends[positions]
+        blocks = self.symbol_rows
+        starts = np.array([b.start for b in blocks], dtype=np.int64)
+        names = np.array([b.symbol for b in blocks], dtype=object)
+        return names[np.searchsorted(starts, ends, side="right") - 1]
 
 
 def build_samples(candles: Candles, feature_set: FeatureSet, target: TargetSpec) -> SampleSet:
@@ -99,11 +136,86 @@ def build_samples(candles: Candles, feature_set: FeatureSet, target: TargetSpec)
     )
 
 
+def stack_samples(parts: Sequence[SampleSet]) -> SampleSet:
+    """One multi-symbol SampleSet from per-symbol ones (built each by :func:`build_samples`).
+
+    Features, targets and windows were computed per symbol, so nothing mixes symbols; the rows
+    are stacked block after block, each window end shifted by its block's offset (a window
+    never reaches into another block), and the windows sorted by time, then symbol order.
+    One-hot columns ``symbol_<SYMBOL>`` (1.0 on that symbol's rows) are appended to the
+    features; the feature scaler treats them like any column (fitted on training rows, where
+    every symbol occurs, so no column is constant).
+
+    Raises:
+        DataError: fewer than two parts, repeated symbols, or parts that disagree on features,
+            target, lookback or bar length.
+    """
+    if len(parts) < 2:
+        raise DataError(f"stack_samples needs at least 2 symbols, got {len(parts)}")
+    first = parts[0]
+    symbols = [p.symbol for p in parts]
+    if len(set(symbols)) != len(symbols):
+        raise DataError(f"stack_samples got repeated symbols {symbols}")
+    for p in parts[1:]:
+        same = (
+            p.feature_names == first.feature_names
+            and p.target == first.target
+            and p.windows.lookback == first.windows.lookback
+            and p.step == first.step
+        )
+        if not same:
+            raise DataError(
+                f"{p.symbol} and {first.symbol} disagree on features, target, lookback or bar "
+                "length; every symbol must be built with the same feature set and target"
+            )
+    onehot = [SYMBOL_COLUMN.format(sym) for sym in symbols]
+    clash = sorted(set(onehot) & set(first.feature_names))
+    if clash:
+        raise DataError(f"feature names {clash} clash with the symbol one-hot columns")
+    sizes = [len(p.index) for p in parts]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    eye = np.repeat(np.eye(len(parts)), sizes, axis=0)  # [N, n_symbols]
+    ends = np.concatenate([p.windows.ends + offsets[k] for k, p in enumerate(parts)])
+    stamps = pd.DatetimeIndex(
+        np.concatenate([p.windows.timestamps.as_unit("ns").asi8 for p in parts])
+    ).tz_localize("UTC")
+    block = np.repeat(np.arange(len(parts)), [len(p.windows) for p in parts])
+    order = np.lexsort((block, stamps.asi8))  # by time, then symbol order
+    return SampleSet(
+        index=pd.DatetimeIndex(
+            np.concatenate([p.index.as_unit("ns").asi8 for p in parts])
+        ).tz_localize("UTC"),
+        features=np.hstack([np.vstack([p.features for p in parts]), eye]),
+        feature_names=[*first.feature_names, *onehot],
+        targets=np.vstack([p.targets for p in parts]),
+        base_close=np.concatenate([p.base_close for p in parts]),
+        close=np.concatenate([p.close for p in parts]),
+        windows=WindowIndex(ends[order], stamps[order], first.windows.lookback),
+        target=first.target,
+        symbol="+".join(symbols),
+        step=first.step,
+        blocks=tuple(
+            SymbolRows(sym, int(offsets[k]), int(offsets[k + 1])) for k, sym in enumerate(symbols)
+        ),
+    )
+
+
 def train_rows(samples: SampleSet, positions: np.ndarray) -> np.ndarray:
-    """Row numbers the training windows read: ``[t0 - L + 1, t_last]`` over the train samples."""
+    """Row numbers the training windows read: ``[t0 - L + 1, t_last]`` over the train samples.
+
+    Multi-symbol sets: that range per symbol (within its own rows), concatenated in block order.
+    """
     ends = samples.windows.ends[positions]
-    first = int(ends[0]) - samples.windows.lookback + 1
-    return np.arange(first, int(ends[-1]) + 1)
+    lb = samples.windows.lookback
+    if not samples.blocks:
+        first = int(ends[0]) - lb + 1
+        return np.arange(first, int(ends[-1]) + 1)
+    ranges = []
+    for b in samples.blocks:
+        mine = ends[(ends >= b.start) & (ends < b.stop)]
+        if len(mine):
+            ranges.append(np.arange(int(mine.min()) - lb + 1, int(mine.max()) + 1))
+    return np.concatenate(ranges)
 
 
 class ForecastDataModule(L.LightningDataModule):

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from cryptoforecast.data.datamodule import SampleSet, build_samples
-from cryptoforecast.data.loader import Candles, load_candles
+from cryptoforecast.data.datamodule import SampleSet, build_samples, stack_samples
+from cryptoforecast.data.loader import Candles, DataSpec, load_candles
 from cryptoforecast.data.schema import DataError
-from cryptoforecast.data.splits import Fold
+from cryptoforecast.data.splits import Fold, split_on_time_grid
 from cryptoforecast.data.targets import TargetSpec
 from cryptoforecast.features.pipeline import FeatureSet
 
@@ -39,12 +39,30 @@ def target_spec(cfg: DictConfig) -> TargetSpec:
 
 @dataclass
 class RunData:
-    """Everything a run's config determines about its data, before any model."""
+    """Everything a run's config determines about its data, before any model.
 
-    candles: Candles
+    Attributes:
+        candles_by_symbol: the loaded candles of each symbol, in ``data.symbols`` order (one
+            entry for a single-symbol run).
+        feature_set: the features (computed per symbol).
+        samples: all samples; multi-symbol runs stack the symbols (:func:`stack_samples`).
+        folds: the splits, by time and identical for every symbol.
+    """
+
+    candles_by_symbol: dict[str, Candles]
     feature_set: FeatureSet
     samples: SampleSet
     folds: list[Fold]
+
+    @property
+    def candles(self) -> Candles:
+        """The candles of a single-symbol run (multi-symbol runs: ``candles_by_symbol``)."""
+        if len(self.candles_by_symbol) != 1:
+            raise DataError(
+                f"this run trains on {list(self.candles_by_symbol)}; take one symbol's candles "
+                "from RunData.candles_by_symbol"
+            )
+        return next(iter(self.candles_by_symbol.values()))
 
     def fold(self, number: int) -> Fold:
         """The fold with this number (raises naming the folds that exist)."""
@@ -57,10 +75,27 @@ class RunData:
 
 
 def run_data(cfg: DictConfig) -> RunData:
-    """Load and check candles, compute features, targets and windows, split into folds."""
+    """Load and check candles, compute features, targets and windows, split into folds.
+
+    With ``data.symbols`` each symbol is loaded with the same spec otherwise and gets its own
+    features, targets and windows; the samples are then stacked (one-hot symbol columns
+    appended) and split on the common time grid, so every symbol's train/val/test segments
+    share the same time boundaries and purge (:func:`split_on_time_grid`).
+    """
     target = target_spec(cfg)
     feature_set: FeatureSet = instantiate(cfg.features)
-    candles = load_candles(instantiate(cfg.data), history_bars=feature_set.min_history)
-    samples = build_samples(candles, feature_set, target)
-    folds = instantiate(cfg.split).folds(samples.windows.timestamps, samples.step, target.reach)
-    return RunData(candles=candles, feature_set=feature_set, samples=samples, folds=folds)
+    spec: DataSpec = instantiate(cfg.data)
+    split = instantiate(cfg.split)
+    candles = {
+        s.symbol: load_candles(s, history_bars=feature_set.min_history) for s in spec.per_symbol()
+    }
+    parts = [build_samples(c, feature_set, target) for c in candles.values()]
+    if len(parts) == 1:
+        samples = parts[0]
+        folds = split.folds(samples.windows.timestamps, samples.step, target.reach)
+    else:
+        samples = stack_samples(parts)
+        folds = split_on_time_grid(split, samples.windows.timestamps, samples.step, target.reach)
+    return RunData(
+        candles_by_symbol=candles, feature_set=feature_set, samples=samples, folds=folds
+    )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +38,12 @@ class DataSpec:
         native_interval: the interval stored in the source (``file``/``bundled``: 1h).
         cache_dir: cache folder for downloads (None: ``~/.cache/cryptoforecast``).
         quality: the repair policy.
+        symbols: several symbols for one multi-asset run (e.g. ``[BTCUSDT, ETHUSDT]``), each
+            loaded with this spec otherwise; None (default) for a single-symbol run. ``symbol``
+            must then be one of them (it selects nothing else; the default ``BTCUSDT`` fits any
+            list holding BTCUSDT), so ``data.symbol=X data.symbols=[...]`` without X fails
+            instead of being silently ignored. At least two distinct symbols; not with
+            ``source=file`` (one path holds one symbol).
 
     """
 
@@ -52,6 +59,7 @@ class DataSpec:
     native_interval: str = "1h"
     cache_dir: str | None = None
     quality: QualityPolicy = field(default_factory=QualityPolicy)
+    symbols: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -65,6 +73,50 @@ class DataSpec:
         interval_to_timedelta(self.interval)
         if isinstance(self.quality, dict):  # Hydra passes nested configs as dicts
             object.__setattr__(self, "quality", QualityPolicy(**self.quality))
+        if self.symbols is not None:
+            object.__setattr__(self, "symbols", _check_symbols(self))
+
+    def per_symbol(self) -> list[DataSpec]:
+        """One single-symbol spec per symbol (``[self]`` for a single-symbol spec).
+
+        Bundled symbols are all checked before any is loaded, so an unknown one fails at once
+        (the message lists the bundled files).
+        """
+        if self.symbols is None:
+            return [self]
+        specs = [replace(self, symbol=s, symbols=None) for s in self.symbols]
+        if self.source == "bundled":
+            for spec in specs:
+                bundled_path(spec.symbol, spec.market, spec.native_interval)
+        return specs
+
+
+def _check_symbols(spec: DataSpec) -> tuple[str, ...]:
+    """``spec.symbols`` as a tuple of strings, or a DataError naming the contradiction."""
+    given = spec.symbols
+    if isinstance(given, str) or not isinstance(given, Sequence):
+        raise DataError(f"data.symbols must be a list like [BTCUSDT,ETHUSDT], got {given!r}")
+    symbols = tuple(str(s) for s in given)
+    if len(symbols) < 2:
+        raise DataError(
+            f"data.symbols={list(symbols)} lists fewer than 2 symbols; for one symbol use "
+            "data.symbol=... and leave data.symbols=null"
+        )
+    upper = [s.upper() for s in symbols]
+    duplicates = sorted({s for s in upper if upper.count(s) > 1})
+    if duplicates:
+        raise DataError(f"data.symbols={list(symbols)} repeats {duplicates}")
+    if spec.symbol.upper() not in upper:
+        raise DataError(
+            f"data.symbol={spec.symbol} is not in data.symbols={list(symbols)}; with "
+            f"data.symbols set, data.symbol must name one of them (e.g. data.symbol={symbols[0]})"
+        )
+    if spec.source == "file":
+        raise DataError(
+            "data.symbols needs a source with per-symbol data (bundled, binance, ccxt); "
+            "source=file reads the one file data.path"
+        )
+    return symbols
 
 
 @dataclass

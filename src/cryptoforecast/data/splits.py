@@ -162,6 +162,31 @@ class WalkForwardSplit:
         return folds
 
 
+def split_on_time_grid(
+    split: HoldoutSplit | WalkForwardSplit,
+    timestamps: pd.DatetimeIndex,
+    step: pd.Timedelta,
+    reach: int,
+) -> list[Fold]:
+    """Folds for samples of several symbols sharing one clock (sample times may repeat).
+
+    ``split`` runs on the common time grid (the distinct sample times, so its sizes count bars,
+    not symbols), then each sample joins the segment its time was assigned to. Every symbol is
+    thus cut at the same time boundaries with the same purge: no symbol's label reaches into
+    a later segment of any symbol. ``timestamps`` must be sorted (positions then run forward).
+    """
+    times = timestamps.as_unit("ns").asi8
+    if len(times) and (np.diff(times) < 0).any():
+        raise DataError("split_on_time_grid needs the sample timestamps sorted by time")
+    grid, slot = np.unique(times, return_inverse=True)
+    grid_folds = split.folds(pd.DatetimeIndex(grid).tz_localize("UTC"), step, reach)
+    folds = []
+    for f in grid_folds:
+        train, val, test = (np.flatnonzero(np.isin(slot, seg)) for seg in (f.train, f.val, f.test))
+        folds.append(Fold(f.number, train, val, test))
+    return folds
+
+
 def _check_sizes(fold: Fold, timestamps: pd.DatetimeIndex, min_train: int = 1) -> None:
     """Refuse a fold with an empty segment, naming the numbers."""
     sizes = {"train": len(fold.train), "val": len(fold.val), "test": len(fold.test)}

@@ -17,7 +17,7 @@ COLUMNS = ["timestamp", "symbol", "fold", "horizon", "y_true", "y_pred", "base_c
 
 def make_prediction_frame(
     timestamps: pd.DatetimeIndex,
-    symbol: str,
+    symbol: str | np.ndarray,
     fold: int,
     horizons: list[int],
     y_true: np.ndarray,
@@ -29,7 +29,7 @@ def make_prediction_frame(
 
     Args:
         timestamps: ``[S]`` last-input-bar open times.
-        symbol: instrument.
+        symbol: instrument, or ``[S]`` instruments (one per sample, multi-symbol runs).
         fold: fold number (0 for a holdout split).
         horizons: the ``H`` horizons, in column order.
         y_true: ``[S, H]`` realised targets.
@@ -38,15 +38,16 @@ def make_prediction_frame(
         p_up: ``[S, H]`` probabilities of an up move (classifiers), or None.
     """
     n, h = y_true.shape
-    if y_pred.shape != (n, h) or len(timestamps) != n or len(base_close) != n:
+    symbols = np.full(n, symbol, dtype=object) if isinstance(symbol, str) else symbol
+    if y_pred.shape != (n, h) or len(timestamps) != n or len(base_close) != n or len(symbols) != n:
         raise ValueError(
             f"misaligned predictions: timestamps {len(timestamps)}, y_true {y_true.shape}, "
-            f"y_pred {y_pred.shape}, base_close {len(base_close)}"
+            f"y_pred {y_pred.shape}, base_close {len(base_close)}, symbols {len(symbols)}"
         )
     frame = pd.DataFrame(
         {
             "timestamp": np.repeat(timestamps.to_numpy(), h),
-            "symbol": symbol,
+            "symbol": np.repeat(np.asarray(symbols, dtype=object), h),
             "fold": fold,
             "horizon": np.tile(np.asarray(horizons, dtype=np.int64), n),
             "y_true": y_true.reshape(-1),  # [S, H] -> [S*H], sample-major
@@ -87,4 +88,15 @@ def score(frame: pd.DataFrame, prefix: str) -> dict[str, float]:
             rep = regression_report(part["y_true"], part["y_pred"], part["base_close"])
         key = prefix if len(horizons) == 1 else f"{prefix}/h{h}"
         out.update({f"{key}/{name}": float(value) for name, value in rep.items()})
+    return out
+
+
+def score_by_symbol(frame: pd.DataFrame, prefix: str) -> dict[str, float]:
+    """:func:`score` per symbol, keys ``{prefix}/<SYMBOL>/...``; empty for a one-symbol frame."""
+    symbols = list(dict.fromkeys(frame["symbol"]))  # in order of appearance
+    if len(symbols) < 2:
+        return {}
+    out: dict[str, float] = {}
+    for symbol in symbols:
+        out.update(score(frame[frame["symbol"] == symbol], f"{prefix}/{symbol}"))
     return out

@@ -68,6 +68,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     quiet_lightning_console()
+    if cfg.data.get("symbols"):
+        raise ValueError(
+            f"benchmark.py compares models on one symbol; data.symbols={list(cfg.data.symbols)} "
+            "is a multi-asset run (use train.py, or run the benchmark once per data.symbol)"
+        )
     L.seed_everything(cfg.seed, workers=True)
     candles, samples, folds = prepare(cfg, out_dir)
     models = list(cfg.benchmark.models)

@@ -7,6 +7,17 @@ model artefacts (checkpoints, LightGBM importance), ``equity.png``, ``pred_vs_ac
 (``logger=wandb``: ``wandb/offline-run-*`` when not logged in to W&B); Hydra adds
 ``.hydra/config.yaml``. With ``split=walk_forward`` each fold trains a fresh model and scaler in
 ``fold_<k>/``.
+
+Multi-asset runs (``data.symbols=[BTCUSDT,ETHUSDT]``) train one model on all symbols (one-hot
+symbol columns, see :func:`cryptoforecast.data.datamodule.stack_samples`). Metrics then hold the
+pooled ``test/*`` (all symbols' predictions together; price-unit errors such as ``rmse`` and
+``mae`` are dominated by the highest-priced symbol) and per symbol ``test/<SYMBOL>/*`` and
+``baseline[_last]/<SYMBOL>/*`` (walk-forward also ``fold<k>/test/<SYMBOL>/*`` and
+``wf/<SYMBOL>/*``); the backtest runs per symbol on its own candles (``backtest/<SYMBOL>/*``,
+``equity_<SYMBOL>.png``) and ``backtest/*`` is their equal-weight portfolio
+(:mod:`cryptoforecast.backtest.portfolio`, ``equity.png``). ``data_quality.json`` is keyed by
+symbol, ``backtest_bars.parquet`` and ``backtest_trades.parquet`` gain a ``symbol`` column and
+``pred_vs_actual_<SYMBOL>.png`` shows each symbol's forecasts.
 """
 
 from __future__ import annotations
@@ -23,13 +34,14 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from cryptoforecast.backtest.engine import BacktestSpec, run_backtest
+from cryptoforecast.backtest.engine import BacktestResult, BacktestSpec, run_backtest
 from cryptoforecast.backtest.plots import plot_equity
+from cryptoforecast.backtest.portfolio import equal_weight_portfolio
 from cryptoforecast.data.datamodule import SampleSet
-from cryptoforecast.data.from_config import run_data
+from cryptoforecast.data.from_config import RunData, run_data
 from cryptoforecast.data.loader import Candles
 from cryptoforecast.data.splits import Fold
-from cryptoforecast.evaluation.predictions import make_prediction_frame, score
+from cryptoforecast.evaluation.predictions import make_prediction_frame, score, score_by_symbol
 from cryptoforecast.evaluation.profiling import profile_forecaster
 from cryptoforecast.models.baselines import NaiveForecaster
 from cryptoforecast.models.factory import build_forecaster
@@ -58,17 +70,46 @@ def quiet_lightning_console() -> None:
 
 
 def prepare(cfg: DictConfig, out_dir: Path) -> tuple[Candles, SampleSet, list[Fold]]:
+    """:func:`prepare_run` for single-symbol callers: ``(candles, samples, folds)``.
+
+    Raises:
+        DataError: the config is a multi-symbol run (use :func:`prepare_run`).
+    """
+    data = prepare_run(cfg, out_dir)
+    return data.candles, data.samples, data.folds
+
+
+def prepare_run(cfg: DictConfig, out_dir: Path) -> RunData:
     """Build the run's data once, then save the quality report and the splits in the run folder.
 
-    See :func:`cryptoforecast.data.from_config.run_data`.
+    See :func:`cryptoforecast.data.from_config.run_data`. Multi-symbol runs write one quality
+    report per symbol (keyed by symbol) and per-symbol segment sizes in ``splits.json``.
     """
     data = run_data(cfg)
-    data.candles.report.save(out_dir / "data_quality.json")
-    stamps = data.samples.windows.timestamps
+    quality = out_dir / "data_quality.json"
+    if len(data.candles_by_symbol) == 1:
+        data.candles.report.save(quality)
+    else:
+        reports = {s: c.report.to_dict() for s, c in data.candles_by_symbol.items()}
+        quality.write_text(json.dumps(reports, indent=2) + "\n")
     (out_dir / "splits.json").write_text(
-        json.dumps([f.describe(stamps) for f in data.folds], indent=2) + "\n"
+        json.dumps([describe_fold(data.samples, f) for f in data.folds], indent=2) + "\n"
     )
-    return data.candles, data.samples, data.folds
+    return data
+
+
+def describe_fold(samples: SampleSet, fold: Fold) -> dict[str, object]:
+    """:meth:`Fold.describe`, plus each symbol's segment sizes in multi-symbol runs."""
+    out = fold.describe(samples.windows.timestamps)
+    if len(samples.symbols) > 1:
+        out["symbols"] = {
+            sym: {
+                f"n_{part}": int((samples.sample_symbols(getattr(fold, part)) == sym).sum())
+                for part in ("train", "val", "test")
+            }
+            for sym in samples.symbols
+        }
+    return out
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -92,7 +133,8 @@ def _run(cfg: DictConfig) -> dict[str, float]:
     out_dir.mkdir(parents=True, exist_ok=True)
     quiet_lightning_console()
     L.seed_everything(cfg.seed, workers=True)
-    candles, samples, folds = prepare(cfg, out_dir)
+    data = prepare_run(cfg, out_dir)
+    samples, folds = data.samples, data.folds
 
     multi = len(folds) > 1
     job_run = None if multi else start_run(cfg)  # walk-forward: per-fold runs + an aggregate
@@ -115,15 +157,17 @@ def _run(cfg: DictConfig) -> dict[str, float]:
                 ops[key] = ops.get(key, 0.0) + value if key != "ops/params" else value
             else:
                 metrics[f"fold{fold.number}/{key}" if multi else key] = value
-        fold_scores = score(frame, "test") if multi else {}
+        fold_scores = {**score(frame, "test"), **score_by_symbol(frame, "test")} if multi else {}
         metrics.update({f"fold{fold.number}/{k}": v for k, v in fold_scores.items()})
         title = f"{cfg.model.name} ({samples.symbol})" + (f" fold {fold.number}" if multi else "")
         images = fold_figures(model, samples, fold, frame, fold_dir, title)
+        images.update(symbol_figures(frame, fold_dir, title))
         log_fit_curves(fold_run, model)
         if multi:
             fold_metrics = dict(fit_metrics, **fold_scores)
             for name in BASELINES:
                 fold_metrics.update(score(frames[name][-1], name))
+                fold_metrics.update(score_by_symbol(frames[name][-1], name))
             log_results(fold_run, fold_metrics, images, frame)
             finish_run(fold_run)
     if multi:
@@ -134,17 +178,35 @@ def _run(cfg: DictConfig) -> dict[str, float]:
     predictions = pd.concat(frames["test"], ignore_index=True)
     predictions.to_parquet(out_dir / "predictions.parquet", index=False)
     metrics.update(score(predictions, "test"))
+    metrics.update(score_by_symbol(predictions, "test"))
     for name in BASELINES:
-        metrics.update(score(pd.concat(frames[name], ignore_index=True), name))
+        baseline = pd.concat(frames[name], ignore_index=True)
+        metrics.update(score(baseline, name))
+        metrics.update(score_by_symbol(baseline, name))
     # Operational profile of the (last fold's) fitted model: size, warm latency, peak RSS.
     ops.update(profile_forecaster(model, samples, folds[-1].test, n_single=100, n_batch=10))
     metrics.update({k: round(v, 3) if k == "ops/train_seconds" else v for k, v in ops.items()})
     metrics["data/n_features"] = samples.n_features
     for part in ("train", "val", "test"):
         metrics[f"data/n_{part}"] = int(sum(len(getattr(f, part)) for f in folds))
-    metrics.update(backtest_metrics(cfg, predictions, candles, out_dir))
+    if len(samples.symbols) > 1:
+        for sym in samples.symbols:
+            for part in ("train", "val", "test"):
+                n = sum(
+                    int((samples.sample_symbols(getattr(f, part)) == sym).sum()) for f in folds
+                )
+                metrics[f"data/{sym}/n_{part}"] = n
+    metrics.update(backtest_metrics(cfg, predictions, data.candles_by_symbol, out_dir))
     write_metrics(metrics, out_dir / "metrics.json")
-    print_summary(metrics, title=f"{cfg.model.name} vs persistence ({samples.symbol})")
+    several = len(samples.symbols) > 1
+    print_summary(
+        metrics,
+        title=f"{cfg.model.name} vs persistence ({samples.symbol})"
+        + (
+            "\nfirst rows: all symbols pooled; backtest: equal-weight portfolio" if several else ""
+        ),
+        symbols=samples.symbols if several else (),
+    )
     if multi:  # the pooled out-of-sample figure (each fold's is in fold_<k>/) and its own run
         pooled = plot_pred_vs_actual(
             predictions, out_dir / "pred_vs_actual.png", f"{cfg.model.name}: all folds"
@@ -163,7 +225,7 @@ def prediction_frame(samples: SampleSet, fold: Fold, y_pred: np.ndarray) -> pd.D
     rows = samples.windows.ends[pos]
     common = (
         samples.windows.timestamps[pos],
-        samples.symbol,
+        samples.symbol if len(samples.symbols) == 1 else samples.sample_symbols(pos),
         fold.number,
         samples.target.horizons,
         samples.targets[rows],
@@ -183,18 +245,64 @@ def backtest_spec(cfg: DictConfig, kind: str) -> BacktestSpec:
     return spec
 
 
+def symbol_figures(frame: pd.DataFrame, out_dir: Path, title: str) -> dict[str, Path]:
+    """Multi-symbol frames: ``pred_vs_actual_<SYMBOL>.png`` per symbol (else nothing)."""
+    symbols = list(dict.fromkeys(frame["symbol"]))
+    if len(symbols) < 2:
+        return {}
+    return {
+        f"pred_vs_actual_{sym}": plot_pred_vs_actual(
+            frame[frame["symbol"] == sym], out_dir / f"pred_vs_actual_{sym}.png", f"{title}: {sym}"
+        )
+        for sym in symbols
+    }
+
+
 def backtest_metrics(
-    cfg: DictConfig, predictions: pd.DataFrame, candles: Candles, out_dir: Path
+    cfg: DictConfig, predictions: pd.DataFrame, candles: dict[str, Candles], out_dir: Path
 ) -> dict[str, float]:
-    """Backtest the out-of-sample predictions after costs: ``backtest/*`` keys + equity PNG."""
+    """Backtest the out-of-sample predictions after costs: ``backtest/*`` keys + equity PNG.
+
+    One symbol: its backtest is ``backtest/*``. Several: each symbol's predictions trade its own
+    candles (``backtest/<SYMBOL>/*``, ``equity_<SYMBOL>.png``) and ``backtest/*`` is their
+    equal-weight portfolio; the bars and trades parquet files then carry a ``symbol`` column.
+    """
     kind = "direction" if "p_up" in predictions.columns else "return"
-    result = run_backtest(predictions, candles.frame, backtest_spec(cfg, kind))
-    result.bars.to_parquet(out_dir / "backtest_bars.parquet", index=False)
-    result.trades.to_parquet(out_dir / "backtest_trades.parquet", index=False)
+    spec = backtest_spec(cfg, kind)
+    name = cfg.model.name
+    if len(candles) == 1:
+        result = run_backtest(predictions, next(iter(candles.values())).frame, spec)
+        _save_backtest(result, out_dir, f"{name}: out-of-sample, after costs")
+        return {f"backtest/{k}": v for k, v in result.metrics.items()}
+    results = {
+        sym: run_backtest(predictions[predictions["symbol"] == sym], c.frame, spec)
+        for sym, c in candles.items()
+    }
+    out: dict[str, float] = {}
+    for sym, result in results.items():
+        out.update({f"backtest/{sym}/{k}": v for k, v in result.metrics.items()})
+        plot_equity(result, out_dir / f"equity_{sym}.png", f"{name} on {sym}: after costs")
+    portfolio = equal_weight_portfolio(results)
+    out.update({f"backtest/{k}": v for k, v in portfolio.metrics.items()})
+    bars = pd.concat([r.bars.assign(symbol=s) for s, r in results.items()], ignore_index=True)
+    combined = BacktestResult(bars=bars, trades=portfolio.trades, metrics=portfolio.metrics)
+    _save_backtest(combined, out_dir, title=None)
     plot_equity(
-        result, out_dir / "equity.png", title=f"{cfg.model.name}: out-of-sample, after costs"
+        portfolio,
+        out_dir / "equity.png",
+        f"{name}: equal-weight {' + '.join(results)}, out-of-sample, after costs",
     )
-    return {f"backtest/{k}": v for k, v in result.metrics.items()}
+    return out
+
+
+def _save_backtest(result: BacktestResult, out_dir: Path, title: str | None) -> None:
+    """Bars and trades as parquet (``symbol`` first when present); ``equity.png`` if titled."""
+    for table, file in ((result.bars, "backtest_bars"), (result.trades, "backtest_trades")):
+        if "symbol" in table.columns:
+            table = table[["symbol", *(c for c in table.columns if c != "symbol")]]
+        table.to_parquet(out_dir / f"{file}.parquet", index=False)
+    if title is not None:
+        plot_equity(result, out_dir / "equity.png", title=title)
 
 
 def fold_aggregates(metrics: dict[str, float], n_folds: int) -> dict[str, float]:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Console
 from rich.table import Table
 
 _ROWS = ("rmse", "mae", "mape", "r2", "directional_accuracy", "f1", "ic")
+_SYMBOL_ROWS = ("rmse", "mae", "directional_accuracy", "ic")
 
 
-def print_summary(metrics: dict[str, float], title: str) -> None:
-    """Print model vs persistence baselines for the headline metrics."""
+def print_summary(metrics: dict[str, float], title: str, symbols: Sequence[str] = ()) -> None:
+    """Print model vs persistence baselines for the headline metrics.
+
+    With ``symbols`` (multi-asset runs) the first rows are pooled over all symbols, and a
+    section per symbol follows with its own metrics and backtest (``test/<SYMBOL>/*``...).
+    """
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("model", justify="right")
@@ -37,6 +44,19 @@ def print_summary(metrics: dict[str, float], title: str) -> None:
             _num(metrics.get("backtest/exposure")),
             "",
         )
+    for symbol in symbols:
+        table.add_section()
+        for name in _SYMBOL_ROWS:
+            keys = [f"{p}/{symbol}/{name}" for p in ("test", "baseline", "baseline_last")]
+            if keys[0] in metrics:
+                table.add_row(f"{symbol} {name}", *(_num(metrics.get(k)) for k in keys))
+        for name, bh in (("total_return", "bh_total_return"), ("sharpe", "bh_sharpe")):
+            value = metrics.get(f"backtest/{symbol}/{name}")
+            hold = metrics.get(f"backtest/{symbol}/{bh}")
+            if value is not None:
+                table.add_row(
+                    f"{symbol} backtest {name}", _num(value), f"buy & hold {_num(hold)}", ""
+                )
     Console().print(table)
 
 
