@@ -7,6 +7,7 @@ Two synthetic symbols that do not share a clock exactly: ETHUSDT starts 100 bars
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -308,3 +309,18 @@ def test_equal_weight_portfolio_by_hand() -> None:
     b.metrics["periods_per_year"] = 2190.0
     with pytest.raises(ValueError, match="different periods_per_year"):
         equal_weight_portfolio({"A": a, "B": b})
+
+
+def test_naive_drift_is_estimated_per_symbol(parts: list[SampleSet], stacked: SampleSet) -> None:
+    # A pooled drift over stacked closes would include one bogus BTC -> ETH step.
+    fold = _holdout(stacked)
+    naive = NaiveForecaster("drift")
+    naive.fit(stacked, fold, Path("unused"))
+    pred = naive.predict(stacked, fold.test)
+    for k, part in enumerate(parts):
+        mine = np.flatnonzero(stacked.sample_symbols(fold.test) == SYMBOLS[k])
+        rows = train_rows(stacked, fold.train)
+        own = rows[(rows >= stacked.blocks[k].start) & (rows < stacked.blocks[k].stop)]
+        drift = np.mean(np.diff(np.log(stacked.close[own])))
+        np.testing.assert_allclose(pred[mine], drift * np.array([[1.0, 4.0]]).repeat(len(mine), 0))
+        assert len(mine) > 0 and part.symbol == SYMBOLS[k]

@@ -36,14 +36,18 @@ class NaiveForecaster:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         self.method, self.window = method, window
-        self._drift = 0.0
+        self._drift: dict[int, float] = {}  # symbol block -> mean 1-bar log return
         self._up_share = 0.5
 
     def fit(self, samples: SampleSet, fold: Fold, out_dir: Path) -> dict[str, float]:
         """Estimate the drift (and the up share) from the training rows only."""
         rows = train_rows(samples, fold.train)
-        log_c = np.log(samples.close[rows])
-        self._drift = float(np.mean(np.diff(log_c))) if len(rows) > 1 else 0.0
+        steps = np.diff(np.log(samples.close[rows]))
+        same = np.diff(_block_ids(samples, rows)) == 0  # never a step from one symbol to another
+        self._drift = {
+            int(b): float(np.mean(steps[same & (_block_ids(samples, rows[1:]) == b)]))
+            for b in np.unique(_block_ids(samples, rows[1:])[same])
+        }
         labels = samples.targets[samples.windows.ends[fold.train]]
         self._up_share = float(np.mean(labels > 0)) if labels.size else 0.5
         return {"ops/train_seconds": 0.0, "ops/params": 1.0 if self.method == "drift" else 0.0}
@@ -57,8 +61,9 @@ class NaiveForecaster:
         for j, h in enumerate(horizons):
             if self.method == "last":
                 out[:, j] = log_c[ends] - log_c[np.maximum(ends - h, 0)]
-            elif self.method == "drift":
-                out[:, j] = self._drift * h
+            elif self.method == "drift":  # per symbol; a symbol unseen in training: 0
+                blocks = _block_ids(samples, ends)
+                out[:, j] = np.array([self._drift.get(int(b), 0.0) for b in blocks]) * h
             elif self.method == "ma":
                 lo = np.maximum(ends - self.window, 0)
                 out[:, j] = (log_c[ends] - log_c[lo]) / np.maximum(ends - lo, 1) * h
@@ -67,3 +72,11 @@ class NaiveForecaster:
                 return np.full_like(out, self._up_share)
             return (out > 0).astype("float64")
         return out
+
+
+def _block_ids(samples: SampleSet, rows: np.ndarray) -> np.ndarray:
+    """The symbol block of each row (all 0 for a single-symbol set)."""
+    if not samples.blocks:
+        return np.zeros(len(rows), dtype=np.int64)
+    starts = np.array([b.start for b in samples.blocks])
+    return np.searchsorted(starts, rows, side="right") - 1
