@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if extra:
-        if args.func is not _cmd_train or any(e.startswith("-") for e in extra):
+        takes_overrides = args.func in (_cmd_train, _cmd_retrain)
+        if not takes_overrides or any(e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     logging.basicConfig(
@@ -103,6 +104,22 @@ def _build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--metrics", default="", help="extra metrics to show, comma-separated")
     cmp.add_argument("--out", type=Path, default=None, help="default: the first PATH (folder)")
     cmp.set_defaults(func=_cmd_compare)
+
+    senti = sub.add_parser("sentiment", help="score timestamped texts into an hourly series")
+    senti_sub = senti.add_subparsers(title="sentiment commands")
+    score = senti_sub.add_parser(
+        "score",
+        help="TEXTS.csv (timestamp,text) -> hourly CSV (timestamp,sentiment,count)",
+        description="Scores each text in [-1, 1] and averages per bucket; a text stamped ts "
+        "counts in the bucket containing ts (usable at that bucket's close). Feed the output to "
+        "the TextSentiment feature (features/sentiment.py).",
+    )
+    score.add_argument("texts", type=Path, help="CSV with timestamp,text columns")
+    score.add_argument("--out", type=Path, required=True, help="hourly sentiment CSV to write")
+    score.add_argument("--scorer", default="vader", choices=["vader", "transformers"])
+    score.add_argument("--model-dir", type=Path, default=None, help="local model (transformers)")
+    score.add_argument("--interval", default="1h", help="bucket length (default 1h)")
+    score.set_defaults(func=_cmd_sentiment)
     _add_production_commands(sub)
     return parser
 
@@ -222,6 +239,32 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sentiment(args: argparse.Namespace) -> int:
+    from cryptoforecast.features.sentiment import (
+        hourly_sentiment,
+        make_scorer,
+        read_texts,
+        write_hourly,
+    )
+
+    texts = read_texts(args.texts)
+    try:
+        scorer = make_scorer(args.scorer, args.model_dir)
+    except (ImportError, FileNotFoundError, ValueError) as exc:
+        return _fail(exc)
+    hourly = hourly_sentiment(texts, scorer, interval=args.interval)
+    write_hourly(hourly, args.out)
+    summary = {
+        "out": str(args.out),
+        "scorer": args.scorer,
+        "texts": len(texts),
+        "buckets": len(hourly),
+        "mean_sentiment": float(hourly["sentiment"].mean()) if len(hourly) else None,
+    }
+    sys.stdout.write(json.dumps(summary) + "\n")
+    return 0
+
+
 def _path_or_bundled(target: str, market: str = "spot", interval: str = "1h") -> Path:
     """A file path as given, or, for a bare symbol (BTCUSDT), the bundled candle file."""
     from cryptoforecast.data.sources import bundled_path
@@ -329,7 +372,36 @@ def _add_production_commands(sub: Any) -> None:
     paper.add_argument("--start", required=True, help="first decision bar (ISO, UTC)")
     paper.add_argument("--end", default=None, help="last decision bar (default: the last)")
     paper.add_argument("--out", type=Path, default=Path("paper_trade"), help="output folder")
+    paper.add_argument(
+        "--no-monitor", action="store_true", help="skip the monitor outputs (alerts.jsonl, ...)"
+    )
     paper.set_defaults(func=_cmd_paper_trade)
+    _add_monitor_command(sub)
+
+    rt = sub.add_parser(
+        "retrain",
+        help="retrain a registered model on the newest data; promote it only if it wins",
+        description="Re-runs walk-forward training with the config of NAME@production (else the "
+        "latest version) on the newest candles, registers the new model as the next version and "
+        "promotes it to production only if it beats the current one on the new run's latest "
+        "validation segment; writes retrain_report.json into the run folder. Anything after the "
+        "options is a Hydra-style override of the registered config (key=value, +key=value).",
+    )
+    rt.add_argument("name", help="registered model name")
+    rt.add_argument("--registry", type=Path, default=None, help="registry root")
+    rt.add_argument("--data", default=None, help="newer candles: CSV/CSV.gz/parquet or a symbol")
+    rt.add_argument("--days", type=float, default=None, help="last N days (default: as before)")
+    rt.add_argument("--out", type=Path, default=None, help="new run folder (default: outputs/...)")
+    rt.add_argument(
+        "--min-improvement",
+        type=float,
+        default=0.0,
+        help="relative margin the challenger must beat the champion by (0: strictly better)",
+    )
+    rt.add_argument("--dry-run", action="store_true", help="train and score; register nothing")
+    rt.add_argument("--json", action="store_true", help="print only the report as JSON")
+    rt.add_argument("overrides", nargs="*", help="Hydra-style overrides (key=value)")
+    rt.set_defaults(func=_cmd_retrain)
 
 
 def _production_errors() -> tuple[type[Exception], ...]:
@@ -404,6 +476,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_paper_trade(args: argparse.Namespace) -> int:
     from cryptoforecast.data.sources import read_candle_file
+    from cryptoforecast.serving.monitor import MonitorSpec
     from cryptoforecast.serving.paper import paper_trade
 
     try:
@@ -411,12 +484,167 @@ def _cmd_paper_trade(args: argparse.Namespace) -> int:
     except _production_errors() as exc:
         return _fail(exc)
     path = _path_or_bundled(args.data)
-    result = paper_trade(predictor, read_candle_file(path), args.start, args.end)
+    monitor = None if args.no_monitor else MonitorSpec()
+    try:
+        raw = read_candle_file(path)
+        result = paper_trade(predictor, raw, args.start, args.end, monitor=monitor)
+    except _production_errors() as exc:  # e.g. an unreadable training_stats.json
+        return _fail(exc)
     result.save(args.out)
     keys = ("n_decisions", "total_return", "sharpe", "max_drawdown", "n_trades", "bh_total_return")
-    summary = {k: result.metrics.get(k) for k in keys}
+    summary: dict[str, Any] = {k: result.metrics.get(k) for k in keys}
+    if result.monitor is not None:
+        summary["alerts"] = len(result.monitor.alerts)
     sys.stdout.write(json.dumps({"out": str(args.out), **summary}) + "\n")
     return 0
+
+
+def _add_monitor_command(sub: Any) -> None:
+    mon = sub.add_parser(
+        "monitor",
+        help="rolling accuracy and MAE vs persistence, feature drift (PSI), alerts",
+        description="Scores a model's decisions as their outcomes become known (rolling "
+        "directional accuracy, MAE / persistence MAE), tracks feature drift (PSI against the "
+        "bundle's training deciles) and writes alert events when a threshold is crossed. The "
+        "decisions come from --decisions (a paper-trade decisions.parquet) or from running the "
+        "model bar by bar over --start .. --end. Writes monitor.parquet, scores.parquet, "
+        "psi.parquet, alerts.jsonl, monitor_summary.json and monitor.png into --out.",
+    )
+    which = mon.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="registry reference: NAME@production, NAME:3, NAME")
+    which.add_argument("--bundle", type=Path, help="a bundle folder")
+    mon.add_argument("--registry", type=Path, default=None, help="registry root")
+    mon.add_argument("--data", required=True, help="candles: CSV/CSV.gz/parquet or a symbol")
+    mon.add_argument("--start", default=None, help="first decision bar (ISO, UTC)")
+    mon.add_argument("--end", default=None, help="last decision bar (default: the last)")
+    mon.add_argument("--decisions", type=Path, default=None, help="decisions.parquet to score")
+    mon.add_argument("--out", type=Path, default=Path("monitor"), help="output folder")
+    mon.add_argument("--window", type=int, default=None, help="scored decisions (default 168)")
+    mon.add_argument("--min-periods", type=int, default=None, help="default min(48, window)")
+    mon.add_argument("--drift-window", type=int, default=None, help="PSI rows (default 168)")
+    mon.add_argument("--drift-min-periods", type=int, default=None, help="default: the window")
+    mon.add_argument("--da-floor", type=float, default=None, help="alert below (default 0.5)")
+    mon.add_argument(
+        "--mae-ratio-ceiling", type=float, default=None, help="alert above (default 1.05)"
+    )
+    mon.add_argument("--psi-threshold", type=float, default=None, help="alert above (0.25)")
+    mon.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    mon.set_defaults(func=_cmd_monitor)
+
+
+def _monitor_spec(args: argparse.Namespace) -> Any:
+    from cryptoforecast.serving.monitor import MonitorSpec
+
+    def given(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    base = MonitorSpec()
+    window = given(args.window, base.window)
+    drift_window = given(args.drift_window, base.drift_window)
+    return MonitorSpec(
+        window=window,
+        min_periods=given(args.min_periods, min(base.min_periods, max(window, 1))),
+        drift_window=drift_window,
+        drift_min_periods=given(args.drift_min_periods, max(drift_window, 1)),
+        da_floor=given(args.da_floor, base.da_floor),
+        mae_ratio_ceiling=given(args.mae_ratio_ceiling, base.mae_ratio_ceiling),
+        psi_threshold=given(args.psi_threshold, base.psi_threshold),
+    )
+
+
+def _utc_time(value: str | None, flag: str) -> Any:
+    import pandas as pd
+
+    from cryptoforecast.data.schema import DataError
+
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError as exc:
+        raise DataError(f"{flag} {value!r}: not a timestamp (ISO, e.g. 2026-03-01T00:00)") from exc
+    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+
+
+def _read_decisions(path: Path) -> Any:
+    import pandas as pd
+
+    from cryptoforecast.data.schema import DataError
+
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (--decisions: a paper-trade decisions.parquet)")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many types for a corrupt file
+        raise DataError(f"{path}: cannot read decisions: {exc}") from exc
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from cryptoforecast.data.schema import DataError
+    from cryptoforecast.data.sources import read_candle_file
+    from cryptoforecast.serving.monitor import monitor_predictor, to_jsonable
+    from cryptoforecast.serving.paper import paper_trade
+
+    spec = _monitor_spec(args)
+    start, end = _utc_time(args.start, "--start"), _utc_time(args.end, "--end")
+    try:
+        predictor = _load_predictor(args)
+    except _production_errors() as exc:
+        return _fail(exc)
+    frame = predictor.prepare_candles(read_candle_file(_path_or_bundled(args.data)), keep_all=True)
+    if args.decisions is not None:
+        decisions = _read_decisions(args.decisions)
+        if "timestamp" in decisions.columns and (start is not None or end is not None):
+            ts = decisions["timestamp"]
+            decisions = decisions[(ts >= (start or ts.min())) & (ts <= (end or ts.max()))]
+    elif start is None:
+        raise DataError("monitor: give --start (the first decision bar) or --decisions")
+    else:
+        decisions = paper_trade(predictor, frame, start, end).decisions
+    try:
+        report = monitor_predictor(predictor, decisions, frame, spec, prepared=True)
+    except _production_errors() as exc:
+        return _fail(exc)
+    report.save(args.out)
+    out = {"out": str(args.out), "model": predictor.source, **report.summary}
+    if args.json:
+        sys.stdout.write(json.dumps(to_jsonable(out)) + "\n")
+    else:
+        _print_monitor(out)
+    return 0
+
+
+def _print_monitor(rep: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    def num(value: Any) -> str:
+        return "-" if value is None or value != value else f"{value:.4g}"  # v != v: NaN
+
+    alerts, window = rep["alerts"], rep["thresholds"]["window"]
+    table = Table(
+        title=f"monitor: {rep['model']} ({rep['symbol']}, h={rep['horizon']}), "
+        f"{rep['first_decision'][:16]} -> {str(rep['as_of'])[:16]} UTC"
+    )
+    table.add_column("metric", style="bold")
+    table.add_column(f"last {window} scored", justify="right")
+    table.add_column("whole span", justify="right")
+    table.add_row("decisions (scored / pending)", "", f"{rep['n_scored']} / {rep['n_pending']}")
+    table.add_row(
+        "directional accuracy",
+        num(rep["directional_accuracy"]),
+        num(rep["overall_directional_accuracy"]),
+    )
+    table.add_row("MAE (log return)", num(rep["mae"]), "")
+    table.add_row("persistence MAE", num(rep["mae_persistence"]), "")
+    table.add_row("MAE ratio", num(rep["mae_ratio"]), num(rep["overall_mae_ratio"]))
+    table.add_row("max feature PSI", f"{num(rep['max_psi'])} ({rep['drift_status']})", "")
+    worst = ", ".join(f"{w['feature']} {w['psi']:.3f}" for w in rep["worst_features"][:3])
+    table.add_row("most drifted", worst or "-", "")
+    breaches = ", ".join(f"{k} {v}" for k, v in alerts["breaches"].items())
+    table.add_row("alerts", ", ".join(alerts["active"]) or "none active", breaches)
+    console = _console()
+    console.print(table)
+    console.print(f"wrote {rep['out']}", highlight=False, soft_wrap=True)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -430,6 +658,102 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return _fail(exc)
     uvicorn.run(create_app(predictor), host=args.host, port=args.port, log_level="info")
     return 0
+
+
+def retrain_overrides(args: argparse.Namespace) -> list[str]:
+    """Overrides of the registered config equivalent to ``retrain``'s options, then the rest."""
+    out: list[str] = []
+    if args.data is not None:
+        path = Path(args.data)
+        if path.exists():
+            out += ["data.source=file", f"data.path='{path.resolve()}'"]
+        elif args.data.isalnum():
+            out += ["data.source=bundled", f"data.symbol={args.data.upper()}"]
+        else:
+            from cryptoforecast.data.schema import DataError
+
+            raise DataError(f"--data {args.data}: no such file, and not a symbol like BTCUSDT")
+    if args.days is not None:
+        out.append(f"data.days={args.days:g}")
+    return out + list(args.overrides)
+
+
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from cryptoforecast.pipelines.retrain import RetrainError, retrain
+
+    errors: tuple[type[Exception], ...] = (RetrainError,)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # training's own tables go to stderr
+            report = retrain(
+                args.name,
+                registry_root=args.registry,
+                overrides=retrain_overrides(args),
+                out_dir=args.out,
+                min_improvement=args.min_improvement,
+                dry_run=args.dry_run,
+            )
+    except errors + _production_errors() as exc:  # after the import: ExportError is known
+        return _fail(exc)
+    data = report.to_dict()
+    if args.json:
+        sys.stdout.write(json.dumps(data) + "\n")
+        return 0
+    _print_retrain(data)
+    summary = {k: data[k] for k in ("name", "decision", "promoted", "improvement", "dry_run")}
+    summary["champion"], summary["challenger"] = (
+        data["champion"]["version"],
+        data["challenger"]["version"],
+    )
+    summary["report"] = str(Path(data["challenger"]["run_dir"]) / "retrain_report.json")
+    sys.stdout.write(json.dumps(summary) + "\n")
+    return 0
+
+
+def _print_retrain(rep: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    seg, metric = rep["segment"], rep["metric"]
+    champ, chall = rep["champion"], rep["challenger"]
+    chall_name = (
+        "challenger (dry run)" if chall["version"] is None else f"challenger v{chall['version']}"
+    )
+    table = Table(title=f"{rep['name']}: champion vs challenger")
+    table.add_column("metric")
+    table.add_column(f"champion v{champ['version']}", justify="right")
+    table.add_column(chall_name, justify="right")
+    table.add_column("coin" if rep["task"] == "classification" else "zero return", justify="right")
+    sides = [rep["scores"][k] for k in ("champion", "challenger", "persistence")]
+    for key in (metric, "directional_accuracy"):
+        table.add_row(key, *(_num(s[key]) for s in sides))
+    if len(seg["horizons"]) > 1:
+        for h in map(str, seg["horizons"]):
+            table.add_row(f"{metric} h={h}", *(_num(s["per_horizon"][h][metric]) for s in sides))
+    lines = [
+        f"segment: validation of fold {seg['fold']}, {seg['start']} -> {seg['end']}, "
+        f"{seg['n']} bars ({seg['dropped']} dropped)",
+        f"champion v{champ['version']} ({champ['source']}) trained to {champ['train_end']}; "
+        f"challenger to {chall['train_end']}",
+    ]
+    for h, dm in rep["dm"].items():
+        result = (
+            f"stat {_num(dm['statistic'])}, p {_num(dm['p_value'])}"
+            if "error" not in dm
+            else dm["error"]
+        )
+        lines.append(f"Diebold-Mariano h={h} (challenger vs champion, < 0 favours it): {result}")
+    colour = "green" if rep["decision"] == "promote" else "yellow"
+    lines.append(f"[bold {colour}]{rep['decision']}[/]: {rep['reason']}")
+    lines += [f"note: {note}" for note in rep["notes"]]
+    console = _console()
+    console.print(table)
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 if __name__ == "__main__":
