@@ -114,8 +114,8 @@ def test_failed_parity_leaves_no_bundle(tmp_path: Path, monkeypatch: pytest.Monk
 def test_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from cryptoforecast.export.onnx import ExportError
 
-    with pytest.raises(ExportError, match="ensemble is not supported yet"):
-        export_run(run_folder("ensemble", train=False), tmp_path / "e")
+    with pytest.raises(ExportError, match="multi-symbol runs is not supported yet"):
+        export_run(run_folder("multi_symbol", train=False), tmp_path / "e")
     no_ckpt = tmp_path / "fdr"
     shutil.copytree(run_folder("attention_lstm"), no_ckpt, ignore=shutil.ignore_patterns("bundle"))
     shutil.rmtree(no_ckpt / "checkpoints")

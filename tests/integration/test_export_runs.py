@@ -38,7 +38,28 @@ RUNS: dict[str, tuple[str, ...]] = {
         "split.train_bars=300",
         *TORCH_SHORT,
     ),
-    "ensemble": ("model=ensemble",),  # config only: export must refuse it before training
+    # stacking ensembles: a net and LightGBM in one graph (mean meta, so the forecasts are not
+    # shrunk to ~0 by ridge and the 1e-5 predictions check is meaningful)
+    "ensemble": (
+        "model=ensemble",
+        "model.module.base_models=[attention_lstm,lightgbm]",
+        "model.module.meta=mean",
+        *TORCH_SHORT,
+    ),
+    "ensemble_cls_wf": (
+        "model=ensemble",
+        "model.module.base_models=[lstm,lightgbm]",
+        "task=classification",
+        "split=walk_forward",
+        "split.n_folds=2",
+        "split.val_bars=96",
+        "split.test_bars=96",
+        "split.train_bars=300",
+        *TORCH_SHORT,
+    ),
+    # the default features (RSI-200 warm-up, the windowed wavelet): the serving fast path
+    "lightgbm_default": ("model=lightgbm", "+model.module.n_estimators=30", "features=default"),
+    "multi_symbol": ("data.symbols=[BTCUSDT,ETHUSDT]",),  # config only: export must refuse it
 }
 _BASE: list[Path] = []
 _DONE: dict[str, Path] = {}

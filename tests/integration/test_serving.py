@@ -147,7 +147,7 @@ def test_http_app(raw: pd.DataFrame) -> None:
 
 
 def test_serving_imports_neither_torch_nor_lightning(tmp_path: Path) -> None:
-    """Import and use the whole serving path in a fresh interpreter."""
+    """Import and use the whole serving path (monitor included) in a fresh interpreter."""
     reg = tmp_path / "reg"
     Registry(reg).register(bundle_of("attention_lstm"), "m")
     Registry(reg).promote("m", 1, "production")
@@ -156,12 +156,18 @@ import sys
 from cryptoforecast.cli import main
 from cryptoforecast.data.sources import bundled_path, read_candle_file
 from cryptoforecast.serving.app import create_app
+from cryptoforecast.serving.monitor import MonitorSpec
+from cryptoforecast.serving.paper import paper_trade
 from cryptoforecast.serving.predictor import Predictor
 from fastapi.testclient import TestClient
 p = Predictor.from_registry("m@production", root={str(reg)!r})
 candles = read_candle_file(bundled_path("BTCUSDT")).tail(200)
 out = p.predict(candles)
 assert TestClient(create_app(p)).get("/health").status_code == 200
+spec = MonitorSpec(window=12, min_periods=6, drift_window=12, drift_min_periods=12)
+paper = paper_trade(p, candles, candles["timestamp"].iloc[-40], monitor=spec)
+assert paper.monitor is not None and paper.monitor.summary["n_scored"] > 0
+assert "matplotlib" not in sys.modules  # plotting is imported only when saving
 heavy = [m for m in ("torch", "lightning", "pytorch_lightning", "lightgbm") if m in sys.modules]
 print(heavy, out["forecasts"][0]["y_pred"])
 """

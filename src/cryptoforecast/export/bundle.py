@@ -2,10 +2,13 @@
 
 Layout (``cryptoforecast export RUN_DIR``)::
 
-    model.onnx            x [B, L, F] -> y_hat [B, H] (+ attention for attention nets)
+    model.onnx            x [B, L, F] -> y_hat [B, H] (+ attention for attention nets; a
+                          stacking ensemble is one graph of its members and meta-learner,
+                          see export/ensemble_onnx.py, with a ``members`` output)
     feature_spec.json     FeatureSet.to_spec() + horizons, lag, interval, symbol, task, target
                           scale, backtest rule, and how to feed / read the graph ("model")
-    scaler.json           the run's fitted feature scaler (null for trees) and target_scale
+    scaler.json           the run's fitted feature scaler (null for trees and ensembles, whose
+                          nets' scalers are inside the graph) and target_scale
     training_stats.json   per-feature decile edges on the training rows (drift monitoring)
     config.yaml           the run's resolved Hydra config
     metrics.json          the run's metrics
@@ -162,8 +165,8 @@ def export_run(run_dir: Path, out: Path | None = None, fold: int | None = None) 
     run_dir = Path(run_dir).resolve()
     cfg = load_run_config(run_dir)
     target = cfg.model.module.get("_target_", "")
-    if target.endswith(".StackingEnsemble"):
-        raise ExportError("exporting a stacking ensemble is not supported yet")
+    if cfg.data.get("symbols"):
+        raise ExportError("exporting multi-symbol runs is not supported yet")
     if target.endswith(".NaiveForecaster"):
         raise ExportError("naive baselines have nothing to export")
     fold_dirs = sorted(run_dir.glob("fold_*"), key=lambda p: int(p.name.split("_")[1]))
@@ -204,7 +207,7 @@ def export_run(run_dir: Path, out: Path | None = None, fold: int | None = None) 
                 "fold": number,
                 "parity": info["parity"],
                 "predictions_check": check,
-                "versions": _versions(info["kind"]),
+                "versions": _versions(info["kinds"]),
             },
         )
         tmp.rename(out)
@@ -227,27 +230,19 @@ def _export_model(cfg: Any, model_dir: Path, samples: Any, fold: Any, out: Path)
     """Write model.onnx + scaler.json into ``out``; verify parity; describe the graph."""
     import numpy as np
 
-    from cryptoforecast.export.onnx import ExportError
-
+    if cfg.model.module.get("_target_", "").endswith(".StackingEnsemble"):
+        return _export_ensemble(cfg, model_dir, samples, fold, out)
     task = cfg.get("task", "regression")
     n_features, n_out = samples.n_features, len(samples.target.horizons)
     if "net" in cfg.model.module:  # a torch net wrapped in LitForecaster
-        import torch
-
         from cryptoforecast.export.onnx import export_net, verify_net_parity
         from cryptoforecast.features.scalers import scaler_from_dict
         from cryptoforecast.models.factory import build_model
 
-        state = json.loads((model_dir / "scaler.json").read_text())
-        if list(state["feature_names"]) != samples.feature_names:
-            raise ExportError(
-                f"{model_dir / 'scaler.json'}: feature names differ from the config's"
-            )
+        net, state, ckpt = _load_net(
+            lambda: build_model(cfg.model, n_features, n_out, task), model_dir, samples
+        )
         scaled = scaler_from_dict(state["features"]).transform(samples.features)
-        lit = build_model(cfg.model, n_features, n_out, task)
-        ckpt = best_checkpoint(model_dir / "checkpoints")
-        lit.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
-        net = lit.net.eval()
         graph = export_net(net, samples.windows.lookback, n_features, out / "model.onnx")
         windows = _windows(samples, fold.test, scaled, np.float32)
         parity = verify_net_parity(net, out / "model.onnx", windows)
@@ -257,11 +252,8 @@ def _export_model(cfg: Any, model_dir: Path, samples: Any, fold: Any, out: Path)
         kind, source = "torch", ckpt.name
     else:
         from cryptoforecast.export.lightgbm_onnx import export_lightgbm, verify_lightgbm_parity
-        from cryptoforecast.models.lightgbm_forecaster import LightGBMForecaster
 
-        model = LightGBMForecaster.load(model_dir)
-        if model.feature_names != samples.feature_names:
-            raise ExportError(f"{model_dir}: LightGBM feature names differ from the config's")
+        model = _load_lightgbm(model_dir, samples)
         graph = export_lightgbm(model, n_features, out / "model.onnx")
         windows = _windows(samples, fold.test, samples.features, np.float64)
         parity = verify_lightgbm_parity(model, out / "model.onnx", windows)
@@ -273,11 +265,210 @@ def _export_model(cfg: Any, model_dir: Path, samples: Any, fold: Any, out: Path)
         kind, source = "lightgbm", "lgbm_model.json"
     return {
         "kind": kind,
+        "kinds": [kind],
         "parity": parity,
         "model": {**graph, **io, "output": output, "kind": kind, "source": source},
         "target_scale": state["target_scale"],
         "windows": windows,
     }
+
+
+def _load_net(make_lit: Any, model_dir: Path, samples: Any) -> tuple[Any, dict[str, Any], Path]:
+    """The trained net (eval mode), its scaler state and best checkpoint from ``model_dir``."""
+    import torch
+
+    from cryptoforecast.export.onnx import ExportError
+
+    path = model_dir / "scaler.json"
+    if not path.is_file():
+        raise BundleError(f"{path}: missing (the torch model's fitted scaler)")
+    state = json.loads(path.read_text())
+    if list(state["feature_names"]) != samples.feature_names:
+        raise ExportError(f"{path}: feature names differ from the config's")
+    lit = make_lit()
+    ckpt = best_checkpoint(model_dir / "checkpoints")
+    lit.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
+    return lit.net.eval(), state, ckpt
+
+
+def _load_lightgbm(model_dir: Path, samples: Any) -> Any:
+    from cryptoforecast.export.onnx import ExportError
+    from cryptoforecast.models.lightgbm_forecaster import LightGBMForecaster
+
+    model = LightGBMForecaster.load(model_dir)
+    if model.feature_names != samples.feature_names:
+        raise ExportError(f"{model_dir}: LightGBM feature names differ from the config's")
+    return model
+
+
+def _export_ensemble(
+    cfg: Any, model_dir: Path, samples: Any, fold: Any, out: Path
+) -> dict[str, Any]:
+    """One graph of the ensemble's members and meta-learner (``export/ensemble_onnx.py``).
+
+    Checks, at batch 1 and 7 on the newest test windows: each member inside the graph against
+    its own trained model (nets: :data:`~cryptoforecast.export.onnx.NET_ATOL` on the net's
+    output scale; LightGBM: ``TREE_RTOL``), and ``y_hat`` against the meta-learner applied to
+    the graph's member outputs (``META_ATOL``).
+    """
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from cryptoforecast.export.ensemble_onnx import (
+        MetaLearner,
+        ensemble_to_onnx,
+        verify_meta_parity,
+    )
+
+    task = cfg.get("task", "regression")
+    n_out = len(samples.target.horizons)
+    meta = MetaLearner.from_json(model_dir / "ensemble.json", n_out)
+    windows = _windows(samples, fold.test, samples.features, np.float64)  # unscaled
+    loaded = [
+        _ensemble_member(cfg, name, model_dir / name, samples, windows, task)
+        for name in meta.base_models
+    ]
+    members = [m["member"] for m in loaded]
+    proto = ensemble_to_onnx(members, meta, samples.windows.lookback, samples.n_features)
+    onnx.save(proto, str(out / "model.onnx"))
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    members_parity = {
+        m["name"]: _member_parity(session, i, m, windows) for i, m in enumerate(loaded)
+    }
+    parity = {
+        "members": members_parity,
+        "meta": verify_meta_parity(session, meta, windows),
+        "outputs": ["y_hat", "members"],
+        "passed": True,
+    }
+    state = {
+        "features": None,  # each net's scaler is inside the graph
+        "feature_names": samples.feature_names,
+        "target_scale": [1.0] * n_out,
+        "members": {m["name"]: m["scaler"] for m in loaded if m["scaler"] is not None},
+    }
+    (out / "scaler.json").write_text(json.dumps(state, indent=1) + "\n")
+    opset = next(o.version for o in proto.opset_import if o.domain == "")
+    model = {
+        "opset": opset,
+        "inputs": ["x"],
+        "outputs": ["y_hat", "members"],
+        "attention": False,
+        "input_dtype": "float64",
+        "input_scaling": "in_graph",
+        "output": "p_up" if task == "classification" else "return",
+        "kind": "ensemble",
+        "source": "ensemble.json",
+        "members": [m["describe"] for m in loaded],
+        "meta": meta.describe(),
+    }
+    return {
+        "kind": "ensemble",
+        "kinds": sorted({m["describe"]["kind"] for m in loaded}),
+        "parity": parity,
+        "model": model,
+        "target_scale": state["target_scale"],
+        "windows": windows,
+    }
+
+
+def _ensemble_member(
+    cfg: Any, name: str, folder: Path, samples: Any, windows: Any, task: str
+) -> dict[str, Any]:
+    """Load base model ``name`` from ``folder``: its graph and its own recent forecasts.
+
+    ``reference`` is what the trained model itself predicts (target units, as the ensemble
+    combined them) for the newest 7 unscaled ``windows``: ``[7, H]``.
+    """
+    import numpy as np
+    import onnx
+
+    from cryptoforecast.export.ensemble_onnx import Member
+    from cryptoforecast.export.onnx import PARITY_BATCHES, ExportError
+    from cryptoforecast.models.factory import base_forecaster
+    from cryptoforecast.models.lightgbm_forecaster import LightGBMForecaster
+    from cryptoforecast.models.torch_forecaster import TorchForecaster
+
+    if not folder.is_dir():
+        raise BundleError(f"{folder}: missing (the ensemble's {name} base model)")
+    n_features, n_out = samples.n_features, len(samples.target.horizons)
+    recent = windows[-max(PARITY_BATCHES) :]
+    forecaster = base_forecaster(cfg, name)  # built exactly as the ensemble built it
+    if isinstance(forecaster, TorchForecaster):
+        import torch
+
+        from cryptoforecast.export.onnx import export_net
+        from cryptoforecast.features.scalers import scaler_from_dict
+
+        net, state, ckpt = _load_net(
+            lambda: forecaster.make_module(n_features, n_out), folder, samples
+        )
+        scaler = scaler_from_dict(state["features"])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "member.onnx"
+            export_net(net, samples.windows.lookback, n_features, path, with_attention=False)
+            graph = onnx.load(str(path))
+        with torch.no_grad():
+            y = net(torch.from_numpy(scaler.transform(recent).astype(np.float32)))
+            if task == "classification":
+                y = torch.sigmoid(y)
+        target_scale = None if task == "classification" else np.asarray(state["target_scale"])
+        reference = y.numpy().astype(np.float64)
+        reference = reference if target_scale is None else reference * target_scale
+        member = Member(
+            name, graph, scaler.center_, scaler.scale_, task == "classification", target_scale
+        )
+        kind, source, saved = "torch", f"{name}/checkpoints/{ckpt.name}", state
+    elif isinstance(forecaster, LightGBMForecaster):
+        from cryptoforecast.export.lightgbm_onnx import lightgbm_reference, lightgbm_to_onnx
+
+        model = _load_lightgbm(folder, samples)
+        graph = lightgbm_to_onnx(model, n_features)
+        reference = lightgbm_reference(model, recent)
+        member = Member(name, graph, None, None, False, None)
+        kind, source, saved = "lightgbm", f"{name}/lgbm_model.json", None
+    else:
+        raise ExportError(
+            f"ensemble member {name}: {type(forecaster).__name__} cannot be exported"
+        )
+    return {
+        "name": name,
+        "member": member,
+        "reference": reference,
+        "scaler": saved,
+        "describe": {"name": name, "kind": kind, "source": source},
+    }
+
+
+def _member_parity(
+    session: Any, index: int, loaded: dict[str, Any], windows: Any
+) -> dict[str, Any]:
+    """Member ``index`` inside the ensemble graph against its own model, batches 1 and 7."""
+    import numpy as np
+
+    from cryptoforecast.export.lightgbm_onnx import TREE_RTOL
+    from cryptoforecast.export.onnx import NET_ATOL, PARITY_BATCHES, ExportError
+
+    member, reference = loaded["member"], loaded["reference"]
+    record: dict[str, Any] = {"batches": {}}
+    for batch in PARITY_BATCHES:
+        (members,) = session.run(["members"], {"x": windows[-batch:]})
+        got, ref = members[:, :, index], reference[-batch:]
+        if member.center is not None:  # a net: compare on its own output scale
+            unit = 1.0 if member.target_scale is None else member.target_scale
+            diff = float(np.max(np.abs(got - ref) / unit))
+            record["atol"], limit = NET_ATOL, NET_ATOL
+        else:
+            diff = float(np.max(np.abs(got - ref)))
+            record["rtol"], limit = TREE_RTOL, TREE_RTOL * max(float(np.max(np.abs(ref))), 1e-12)
+        record["batches"][str(batch)] = diff
+        if not diff <= limit:
+            raise ExportError(
+                f"ensemble member {loaded['name']}: ONNX parity failed at batch {batch}: max "
+                f"difference {diff:.3g} > {limit:.3g}; not exported"
+            )
+    return record
 
 
 def _check_run_predictions(
@@ -377,16 +568,16 @@ def _write_side_files(
     (out / "training_stats.json").write_text(json.dumps(stats) + "\n")
 
 
-def _versions(kind: str) -> dict[str, str]:
+def _versions(kinds: list[str]) -> dict[str, str]:
     import onnx
     import onnxruntime
 
     versions = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
-    if kind == "torch":
+    if "torch" in kinds:
         import torch
 
         versions["torch"] = torch.__version__
-    else:
+    if "lightgbm" in kinds:
         import lightgbm
 
         versions["lightgbm"] = lightgbm.__version__

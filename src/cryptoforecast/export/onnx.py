@@ -48,7 +48,9 @@ def has_attention(net: nn.Module) -> bool:
     return "return_attention" in inspect.signature(net.forward).parameters
 
 
-def export_net(net: nn.Module, lookback: int, n_features: int, path: Path) -> dict[str, Any]:
+def export_net(
+    net: nn.Module, lookback: int, n_features: int, path: Path, with_attention: bool = True
+) -> dict[str, Any]:
     """Write ``net`` as ONNX (opset :data:`OPSET`, dynamic batch) to ``path``.
 
     Args:
@@ -56,12 +58,14 @@ def export_net(net: nn.Module, lookback: int, n_features: int, path: Path) -> di
         lookback: ``L``.
         n_features: ``F``.
         path: the ``.onnx`` file to write.
+        with_attention: also output the attention weights of nets that have them (False:
+            ``y_hat`` only, as for the members of an ensemble graph).
 
     Returns:
         ``{"opset", "inputs", "outputs", "attention"}`` describing the graph.
     """
     net = net.eval()
-    attention = has_attention(net)
+    attention = with_attention and has_attention(net)
     module: nn.Module = _WithAttention(net).eval() if attention else net
     outputs = ["y_hat", "attention"] if attention else ["y_hat"]
     example = torch.zeros(2, lookback, n_features)  # batch >= 2: keeps the batch axis symbolic

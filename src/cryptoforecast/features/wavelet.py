@@ -43,6 +43,26 @@ _CHUNK_ROWS = 8192
 _MAD_TO_SIGMA = 0.6745
 
 
+def median_last_axis(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=-1)`` of a float array bit for bit (NaN rows give NaN), faster.
+
+    ``np.median`` partitions too, then averages the middle element(s) with ``np.mean`` and checks
+    for NaN; doing the same directly is about 4x faster on ``[8192, 67]``.
+    """
+    n = a.shape[-1]
+    if n == 0:
+        raise ValueError("median of an empty axis")
+    k = n // 2
+    if n % 2:
+        out = np.partition(a, k, axis=-1)[..., k]
+    else:  # np.mean of the two middle values: their sum divided by 2
+        part = np.partition(a, (k - 1, k), axis=-1)
+        out = (part[..., k - 1] + part[..., k]) / 2.0
+    out = np.array(out)  # a copy that owns its data
+    out[np.isnan(a).any(axis=-1)] = np.nan
+    return out
+
+
 class WaveletFeatures(TransformBase):
     """Trailing-window DWT denoised value and relative level energies.
 
@@ -53,8 +73,12 @@ class WaveletFeatures(TransformBase):
         mode: PyWavelets signal-extension mode at the window edges.
 
     Warm-up ``window - 1`` (windowed: the first full window ends at row ``window - 1``).
+    ``windowed = True``: row ``t`` is a function of rows ``[t - warmup, t]`` alone (no recursion),
+    so serving computes it on the last ``warmup + lookback`` bars only (``serving/predictor.py``).
 
     """
+
+    windowed = True
 
     def __init__(
         self, window: int = 128, wavelet: str = "db4", level: int = 3, mode: str = "symmetric"
@@ -109,7 +133,7 @@ class WaveletFeatures(TransformBase):
         total = energy.sum(axis=-1, keepdims=True)  # [N, 1]
         with np.errstate(divide="ignore", invalid="ignore"):
             energy = np.where(total > 0.0, energy / total, 0.0)
-        sigma = np.median(np.abs(coeffs[-1]), axis=-1) / _MAD_TO_SIGMA  # [N]
+        sigma = median_last_axis(np.abs(coeffs[-1])) / _MAD_TO_SIGMA  # [N]
         thr = (sigma * self._threshold_factor)[:, None]  # [N, 1]
         support, weight = self._last_weights[0]
         denoised = coeffs[0][:, support] @ weight  # the approximation is kept as is

@@ -13,6 +13,10 @@ Scheme, per fold (train | val | test, purged):
 
 So the meta-learner never sees a forecast made by a model trained on that period, and nothing of
 the test segment is used before predicting it (``tests/unit/test_ensemble.py`` checks both).
+
+``ensemble.json`` records the combination exactly as :meth:`StackingEnsemble.predict` applies it,
+per horizon ``h``: ``link(sum_m x[h, m] * weights[h][m] / scale[h][m] + intercept[h])`` with
+``link`` ``identity`` or ``logistic`` (the export builds its ONNX graph from it).
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ class StackingEnsemble:
         self.bases: dict[str, Forecaster] = {}
         self.inner: Fold | None = None
         self.weights: list[list[float]] = []
+        self.scales: list[list[float]] = []  # divisor of each base forecast, per horizon
+        self.intercepts: list[float] = []
+        self.link = "identity"
 
     def split_validation(self, samples: SampleSet, fold: Fold) -> Fold:
         """``Fold(train, val_a, val_b)``: the base models' fold, with val_b for the meta."""
@@ -103,6 +110,7 @@ class StackingEnsemble:
         (out_dir / "ensemble.json").write_text(
             json.dumps(
                 {"base_models": self.base_models, "meta": self.meta, "weights": self.weights,
+                 "scale": self.scales, "intercept": self.intercepts, "link": self.link,
                  "meta_samples": len(meta_pos), "val_a_samples": len(self.inner.val)},
                 indent=2,
             ) + "\n"
@@ -113,12 +121,14 @@ class StackingEnsemble:
         """One meta-learner per horizon on ``x`` ``[S, H, M]`` against ``y`` ``[S, H]``."""
         self._metas: list[object] = []
         self._scale = np.maximum(x.std(axis=0), 1e-12)  # [H, M], from meta-train rows only
-        self.weights = []
+        self.weights, self.intercepts = [], []
+        self.link = "logistic" if classifier and self.meta != "mean" else "identity"
         n_models = x.shape[-1]
         for h in range(x.shape[1]):
             if self.meta == "mean":
                 self._metas.append(None)
                 self.weights.append([1.0 / n_models] * n_models)
+                self.intercepts.append(0.0)
                 continue
             z = x[:, h, :] / self._scale[h]
             if classifier:
@@ -129,6 +139,11 @@ class StackingEnsemble:
                 coef = model.coef_  # type: ignore[attr-defined]
             self._metas.append(model)
             self.weights.append([float(c) for c in coef])
+            self.intercepts.append(float(np.ravel(model.intercept_)[0]))  # type: ignore[attr-defined]
+        # mean combines the raw forecasts; ridge/logistic the standardised ones
+        self.scales = (
+            np.ones_like(self._scale).tolist() if self.meta == "mean" else self._scale.tolist()
+        )
 
     def model_size_bytes(self) -> int:
         """Serialized size of all fitted base models (the meta-learner's weights are tiny)."""

@@ -1,7 +1,9 @@
 """HTTP serving (FastAPI): ``POST /predict`` with candles, ``GET /health``, ``GET /model``.
 
 ``create_app(predictor)`` is the app factory (``cryptoforecast serve`` runs it under uvicorn);
-the predictor is loaded once at start-up, so a request costs features + one ONNX call.
+the predictor is loaded once at start-up, so a request costs features + one ONNX call. The
+request's timestamps are parsed here, so clean candles take the Predictor's fast path (no
+second parse, no pandas quality check; see ``serving/predictor.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 from cryptoforecast.data.schema import DataError
+from cryptoforecast.data.sources import normalize_raw_frame
 from cryptoforecast.serving.predictor import Predictor
 
 
@@ -50,7 +53,7 @@ def create_app(predictor: Predictor) -> FastAPI:
     def predict(request: PredictRequest) -> dict[str, Any]:
         frame = pd.DataFrame([c.model_dump() for c in request.candles])
         try:
-            return predictor.predict(frame)
+            return predictor.predict(normalize_raw_frame(frame, source="request"))
         except DataError as exc:  # bad or too few candles: the client's to fix
             raise HTTPException(status_code=422, detail=str(exc)) from exc
 
