@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from cryptoforecast.features.pipeline import FeatureSet
 from cryptoforecast.paths import BUNDLED_DATA_DIR, CONF_DIR
@@ -28,6 +28,12 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def feature_set(name: str) -> FeatureSet:
+    """``conf/features/<name>.yaml`` composed as train.py does (lgbm extends default)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return instantiate(compose(config_name="train", overrides=[f"features={name}"]).features)
 
 
 def main() -> None:
@@ -44,7 +50,7 @@ def main() -> None:
         f"{os.cpu_count()} CPUs; median of {args.repeats}"
     )
 
-    lgbm: FeatureSet = instantiate(OmegaConf.load(CONF_DIR / "features" / "lgbm.yaml"))
+    lgbm = feature_set("lgbm")
     print(f"\n{'transform':<78} {'cols':>4} {'warmup':>6} {'ms':>8}")
     for t in lgbm.transforms:
         ms = 1e3 * median_seconds(lambda t=t: t(candles), args.repeats)
@@ -52,7 +58,7 @@ def main() -> None:
 
     print(f"\n{'FeatureSet.compute':<78} {'cols':>4} {'warmup':>6} {'ms':>8}")
     for name in ("minimal", "default", "lgbm"):
-        fs: FeatureSet = instantiate(OmegaConf.load(CONF_DIR / "features" / f"{name}.yaml"))
+        fs = feature_set(name)
         ms = 1e3 * median_seconds(lambda fs=fs: fs.compute(candles), args.repeats)
         print(
             f"{'conf/features/' + name + '.yaml':<78} {fs.n_features:>4} {fs.warmup:>6} {ms:>8.1f}"
