@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from cryptoforecast.models.nets.cnn_lstm import CNNLSTM
 from cryptoforecast.models.nets.rnn import BiLSTMNet, GRUNet, LSTMNet
 from cryptoforecast.models.nets.tcn import TCN
 from cryptoforecast.models.nets.tcn_attention import TCNAttention
+from cryptoforecast.models.nets.tft import TemporalFusionTransformer
 from cryptoforecast.models.variants import VARIANTS, resolve_variant
 
 N_FEATURES, HORIZON, LOOKBACK = 5, 3, 32
@@ -81,6 +83,16 @@ def bilstm_small() -> nn.Module:
     return BiLSTMNet(N_FEATURES, HORIZON, hidden_size=8, num_layers=2)
 
 
+def tft_small() -> nn.Module:
+    return TemporalFusionTransformer(N_FEATURES, HORIZON, hidden_size=8, num_heads=2)
+
+
+def tft_two_layers() -> nn.Module:
+    return TemporalFusionTransformer(
+        N_FEATURES, HORIZON, hidden_size=12, num_heads=3, lstm_layers=2, dropout=0.2
+    )
+
+
 NET_FACTORIES: list[Callable[[], nn.Module]] = [
     alstm_small,
     alstm_ff,
@@ -93,12 +105,16 @@ NET_FACTORIES: list[Callable[[], nn.Module]] = [
     lstm_small,
     gru_small,
     bilstm_small,
+    tft_small,
+    tft_two_layers,
 ]
 ATTENTION_FACTORIES: list[Callable[[], nn.Module]] = [
     alstm_small,
     alstm_ff,
     tcn_attention_small,
     tcn_attention_ff,
+    tft_small,
+    tft_two_layers,
 ]
 # Deliberately excluded from the per-step causal probe (R9); tested separately below.
 NON_CAUSAL_FACTORIES: list[Callable[[], nn.Module]] = [bilstm_small]
@@ -112,6 +128,7 @@ VARIANT_CLASSES: dict[str, type[nn.Module]] = {
     "lstm": LSTMNet,
     "gru": GRUNet,
     "bilstm": BiLSTMNet,
+    "tft": TemporalFusionTransformer,
 }
 
 
@@ -222,6 +239,26 @@ def test_eval_mode_is_deterministic(make_net: Callable[[], nn.Module]) -> None:
         assert torch.equal(net(x), net(x))
         # a sample's forecast does not depend on the rest of the batch
         torch.testing.assert_close(net(x[1:2]), net(x)[1:2], atol=1e-6, rtol=0)
+
+
+# The pinned exporter (export/onnx.py: TorchScript path, opset 17) narrates its own internals.
+@pytest.mark.filterwarnings("ignore:Constant folding - Only steps=1:UserWarning")
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning")
+@pytest.mark.parametrize("make_net", NET_FACTORIES)
+def test_onnx_export_matches_torch_at_batch_1_and_7(
+    make_net: Callable[[], nn.Module], tmp_path: Path
+) -> None:
+    """Every net exports (dynamic batch, attention as a 2nd output) and onnxruntime agrees."""
+    from cryptoforecast.export.onnx import NET_ATOL, export_net, verify_net_parity
+
+    net = make_net().eval()
+    path = tmp_path / "net.onnx"
+    graph = export_net(net, LOOKBACK, N_FEATURES, path)
+    assert graph["attention"] is (make_net in ATTENTION_FACTORIES)
+    record = verify_net_parity(net, path, torch.randn(9, LOOKBACK, N_FEATURES).numpy())
+    assert record["passed"] and set(record["batches"]) == {"1", "7"}
+    assert max(d for b in record["batches"].values() for d in b.values()) <= NET_ATOL
 
 
 def test_attention_lstm_rejects_bad_sizes() -> None:

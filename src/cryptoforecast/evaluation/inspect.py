@@ -181,7 +181,7 @@ def attention_on_test(
     if "return_attention" not in _inspect.signature(net.forward).parameters:
         raise ValueError(
             f"model {run.cfg.model.name!r} has no attention weights (attention models: "
-            "attention_lstm, tcn_attention)"
+            "attention_lstm, tcn_attention, tft)"
         )
     state = json.loads((run.model_dir / "scaler.json").read_text())
     scaled = scaler_from_dict(state["features"]).transform(run.samples.features)  # [N, F]

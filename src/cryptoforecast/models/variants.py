@@ -48,6 +48,13 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
         "default": {"hidden_size": 64, "num_layers": 2},
         "deep": {"hidden_size": 128, "num_layers": 3},
     },
+    # Temporal Fusion Transformer; the per-feature GRNs dominate the size (about 4 * F * C^2):
+    # 48,279 / 175,607 / 705,727 parameters at F=34, H=1. model=tft defaults to lightweight.
+    "tft": {
+        "lightweight": {"hidden_size": 16, "num_heads": 2, "lstm_layers": 1},
+        "default": {"hidden_size": 32, "num_heads": 4, "lstm_layers": 1},
+        "deep": {"hidden_size": 64, "num_heads": 4, "lstm_layers": 2},
+    },
     # hidden_size is per direction: C = 2 * hidden_size equals the lstm preset of the same name.
     "bilstm": {
         "lightweight": {"hidden_size": 16, "num_layers": 1},

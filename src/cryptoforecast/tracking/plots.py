@@ -1,4 +1,4 @@
-"""Run figures: predicted vs actual, attention heatmaps per head, attention mass by lag.
+"""Run figures: predicted vs actual, attention per head and by lag, variable importances.
 
 Pure functions of arrays or a PredictionFrame; matplotlib is imported lazily with the Agg backend
 (runs and tests have no display). Every function writes one PNG and returns its path.
@@ -12,7 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_attention_by_lag", "plot_attention_heads", "plot_pred_vs_actual"]
+__all__ = [
+    "plot_attention_by_lag",
+    "plot_attention_heads",
+    "plot_pred_vs_actual",
+    "plot_variable_importance",
+]
 
 MAX_HORIZON_ROWS = 4  # figure rows for multi-horizon frames; more would be unreadable
 
@@ -164,6 +169,43 @@ def plot_attention_by_lag(by_lag: np.ndarray, path: str | Path, title: str) -> P
         ax.set_ylabel("mean attention weight")
         ax.set_title(title)
         ax.legend(loc="best", fontsize=8)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_variable_importance(
+    table: pd.DataFrame, path: str | Path, title: str, top: int = 30
+) -> Path:
+    """Write a PNG: horizontal bars of the ``top`` features by mean selection weight.
+
+    Args:
+        table: ``feature``, ``importance`` (and ``importance_last_step``), most important first,
+            as from ``tracking.importance.importance_table``.
+        path: where to write the PNG.
+        title: figure title.
+        top: how many features to draw.
+
+    Returns:
+        The path written.
+    """
+    missing = {"feature", "importance"} - set(table.columns)
+    if missing:
+        raise ValueError(f"importance table lacks columns {sorted(missing)}")
+    plt = _pyplot()
+    head = table.head(top).iloc[::-1]  # barh draws bottom-up: largest on top
+    y = np.arange(len(head))
+    fig, ax = plt.subplots(figsize=(8.0, 1.2 + 0.28 * len(head)))
+    try:
+        ax.barh(y, head["importance"], color="tab:blue", label="mean over steps")
+        if "importance_last_step" in head.columns:
+            ax.scatter(head["importance_last_step"], y, s=12, color="black", label="at bar t")
+        ax.axvline(1.0 / len(table), color="grey", lw=0.6, ls="--", label="uniform")
+        ax.set_yticks(y, head["feature"], fontsize=8)
+        ax.set_xlabel("mean selection weight (sums to 1 over features)")
+        shown = f" (top {len(head)} of {len(table)})" if len(head) < len(table) else ""
+        ax.set_title(title + shown, fontsize=10)
+        ax.legend(loc="lower right", fontsize=8)
         return _save(fig, path)
     finally:
         plt.close(fig)

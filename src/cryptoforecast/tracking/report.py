@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from cryptoforecast.tracking.importance import write_variable_importance
 from cryptoforecast.tracking.plots import (
     plot_attention_by_lag,
     plot_attention_heads,
@@ -318,11 +319,13 @@ def fold_figures(
 
     ``pred_vs_actual.png`` always; for attention models ``attention_heads.png`` (each head's
     weights on the first test window) and ``attention_by_lag.png`` (the forecast step's mean
-    weight on each lag over the whole test segment); ``feature_importance.png`` when the model
-    wrote one (LightGBM).
+    weight on each lag over the whole test segment); for nets with variable selection (TFT)
+    ``variable_importance.png`` (+ ``.csv``: mean selection weight per feature over the test
+    windows); ``feature_importance.png`` when the model wrote one (LightGBM).
     """
     images = {"pred_vs_actual": plot_pred_vs_actual(frame, out_dir / "pred_vs_actual.png", title)}
     if len(fold.test):
+        images.update(write_variable_importance(forecaster, samples, fold.test, out_dir, title))
         first = attention_maps(forecaster, samples, fold.test[:1])
         if first is not None:
             when = pd.Timestamp(samples.windows.timestamps[fold.test[0]])
