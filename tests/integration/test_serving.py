@@ -82,6 +82,19 @@ def test_clear_errors_for_short_or_gappy_candles(raw: pd.DataFrame) -> None:
     bad.loc[bad.index[-1], "close"] = -1.0
     with pytest.raises(ValueError, match="non-positive close"):
         predictor.predict(bad)
+    # a feature that is NaN inside the window (e.g. an external daily series that ended) is named
+    real = predictor.window_features
+    name = predictor.feature_set.names()[2]
+
+    def stale(frame: pd.DataFrame) -> np.ndarray:
+        window = real(frame).copy()
+        window[-3:, 2] = np.nan
+        return window
+
+    predictor.window_features = stale  # type: ignore[method-assign]
+    with pytest.raises(PredictionError, match=rf"\['{name}'\] are not finite.*stale"):
+        predictor.predict(raw.tail(need))
+    predictor.window_features = real  # type: ignore[method-assign]
     # a DatetimeIndex instead of a timestamp column, shuffled rows: same answer
     indexed = raw.tail(need).set_index("timestamp").sample(frac=1.0, random_state=0)
     assert predictor.predict(indexed) == predictor.predict(raw.tail(need))

@@ -224,9 +224,16 @@ class Predictor:
             )
         window = self.window_features(frame)  # [L, F], rows t-L+1 .. t
         if not np.isfinite(window).all():
+            bad = [
+                n
+                for n, ok in zip(self.feature_set.names(), np.isfinite(window).all(0), strict=True)
+                if not ok
+            ]
             raise PredictionError(
-                "features inside the window are not finite (warm-up not satisfied: gaps in the "
-                f"last {len(frame)} candles, or too little history)"
+                f"features {bad[:8]}{' ...' if len(bad) > 8 else ''} are not finite inside the "
+                f"window ending {frame.index[-1]}: warm-up not satisfied (gaps in the last "
+                f"{len(frame)} candles, or too little history), or an external daily series "
+                "(Fear & Greed, on-chain) does not cover these bars or is stale"
             )
         if self.scaler is not None:
             window = self.scaler.transform(window)
