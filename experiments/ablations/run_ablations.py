@@ -7,12 +7,13 @@
 
 Options: ``--only STUDY`` (repeatable or comma-separated), ``--smoke`` (the file's tiny smoke
 overrides; reports to outputs/ablations_smoke), ``--out DIR`` (reports; runs in DIR/runs),
-``--runs DIR``, ``--force`` (retrain reusable runs). See cryptoforecast.pipelines.ablation.
+``--runs DIR``, ``--force`` (retrain reusable runs). See cryptoforecast.pipelines.ablation
+(studies, runs, evaluation) and cryptoforecast.pipelines.ablation_report (reports, driver).
 """
 
 import sys
 
-from cryptoforecast.pipelines.ablation import main
+from cryptoforecast.pipelines.ablation_report import main
 
 if __name__ == "__main__":
     sys.exit(main())

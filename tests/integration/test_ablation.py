@@ -14,9 +14,11 @@ from rich.console import Console
 
 from cryptoforecast.pipelines.ablation import (
     FoldMismatchError,
-    RunOptions,
     conclusion,
     load_study_file,
+)
+from cryptoforecast.pipelines.ablation_report import (
+    RunOptions,
     main,
     marker,
     run_study,

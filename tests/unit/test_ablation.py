@@ -18,8 +18,10 @@ from cryptoforecast.pipelines.ablation import (
     conclusion,
     fmt_p,
     load_study_file,
-    marker,
     rmse_change_interval,
+)
+from cryptoforecast.pipelines.ablation_report import (
+    marker,
     update_readme,
 )
 
