@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cryptoforecast", description="cryptoforecast operations: data check, download."
+        prog="cryptoforecast",
+        description="cryptoforecast: data, training, comparison, sentiment scoring, export, "
+        "registry, serving, paper trading, monitoring and retraining.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(title="commands")
