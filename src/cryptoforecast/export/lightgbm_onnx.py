@@ -153,7 +153,12 @@ def _double_thresholds(part: onnx.ModelProto, booster: Any) -> None:
         node.attribute.append(
             helper.make_attribute(
                 "nodes_values_as_tensor",
-                helper.make_tensor("nodes_values", TensorProto.DOUBLE, [len(values)], values),
+                helper.make_tensor(
+                    "nodes_values",
+                    TensorProto.DOUBLE,
+                    [len(values)],
+                    [v for v in values if v is not None],  # none is missing (checked above)
+                ),
             )
         )
     for opset in part.opset_import:
