@@ -13,6 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from cryptoforecast.data.datamodule import ForecastDataModule
 from cryptoforecast.models.nets.attention_lstm import AttentionLSTM
 from cryptoforecast.paths import CONF_DIR
 from cryptoforecast.tracking import report
@@ -207,13 +208,12 @@ def test_figures_are_pngs(tmp_path: Path) -> None:
 def _fitted_attention_forecaster(n: int = 40, lookback: int = 8) -> tuple[object, object]:
     torch.manual_seed(0)
     net = AttentionLSTM(n_features=3, horizon=1, hidden_size=8, num_layers=1, num_heads=2)
-    forecaster = SimpleNamespace(
-        module=SimpleNamespace(net=net),
-        dm=SimpleNamespace(x=torch.randn(n, 3), y=torch.zeros(n, 1), batch_size=16),
-    )
     samples = SimpleNamespace(
         windows=SimpleNamespace(ends=np.arange(lookback - 1, n), lookback=lookback)
     )
+    dm = SimpleNamespace(x=torch.randn(n, 3), y=torch.zeros(n, 1), batch_size=16, samples=samples)
+    dm.windows_loader = lambda positions: ForecastDataModule.windows_loader(dm, positions)
+    forecaster = SimpleNamespace(module=SimpleNamespace(net=net), dm=dm)
     return forecaster, samples
 
 

@@ -301,6 +301,14 @@ class ForecastDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    def windows_loader(
+        self, positions: np.ndarray
+    ) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        """Scaled windows of the samples at ``positions``, in order (attention, importances)."""
+        ends = self.samples.windows.ends[np.asarray(positions)]
+        data = WindowDataset(self.x, self.y, ends, self.samples.windows.lookback)
+        return DataLoader(data, batch_size=self.batch_size, shuffle=False)
+
     def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
         """Training windows (shuffled within the training segment)."""
         return self._loader("train", self.shuffle_train)

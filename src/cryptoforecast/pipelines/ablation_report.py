@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.logging import RichHandler
@@ -43,6 +42,7 @@ from cryptoforecast.pipelines.ablation import (
     load_study_file,
     plan_study,
 )
+from cryptoforecast.utils.report import fmt_value, json_clean
 
 log = logging.getLogger(__name__)
 
@@ -76,27 +76,6 @@ def persistence_sentence(result: StudyResult) -> str:
 # ----------------------------------------------------------------------------- reports
 
 
-def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}"
-    return str(v)
-
-
-def _clean(v: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 def arm_table(result: StudyResult) -> pd.DataFrame:
     """The per-arm table (``<study>.csv``), persistence last."""
     rows = {a: {k: r.get(k) for k in ARM_COLUMNS} for a, r in result.arms.items()}
@@ -125,10 +104,10 @@ def _arm_markdown(result: StudyResult) -> list[str]:
         lines.append(
             f"| {label} | {r['rmse']:.2f} | {r['rmse_vs_persistence_pct']:+.2f} % | "
             f"{r['mae']:.2f} | {r['directional_accuracy']:.3f} ({fmt_p(r['dir_p_value'])}) | "
-            f"{_fmt(r['dm_vs_persistence_stat'], 3)}, {fmt_p(r['dm_vs_persistence_p'])} | "
-            f"{_pct(r['backtest_total_return'])} | {_fmt(r['backtest_sharpe'], 3)} | "
-            f"{_fmt(r['n_trades'], 4)} | {_fmt(r['train_seconds'], 3)} | "
-            f"{_fmt(r['params'], 6)} |"
+            f"{fmt_value(r['dm_vs_persistence_stat'], 3)}, {fmt_p(r['dm_vs_persistence_p'])} | "
+            f"{_pct(r['backtest_total_return'])} | {fmt_value(r['backtest_sharpe'], 3)} | "
+            f"{fmt_value(r['n_trades'], 4)} | {fmt_value(r['train_seconds'], 3)} | "
+            f"{fmt_value(r['params'], 6)} |"
         )
     p = result.persistence
     lines.append(
@@ -153,7 +132,7 @@ def _comparison_markdown(result: StudyResult) -> list[str]:
         ci_text = f"[{ci[0]:+.2f} %, {ci[1]:+.2f} %]" if ci else "-"
         lines.append(
             f"| {c['treatment']} vs {c['baseline']} | {c['rmse_change_pct']:+.2f} % | "
-            f"{c['return_rmse_change_pct']:+.2f} % {ci_text} | {_fmt(c['dm_stat'], 3)} | "
+            f"{c['return_rmse_change_pct']:+.2f} % {ci_text} | {fmt_value(c['dm_stat'], 3)} | "
             f"{fmt_p(c['dm_p'])} | {100.0 * c['da_diff']:+.2f} pp | "
             f"{c['mae_change_pct']:+.2f} % |"
         )
@@ -309,7 +288,7 @@ def write_study(result: StudyResult, out_dir: Path, command: str) -> dict[str, P
         "claim": None if result.study.claim is None else vars(result.study.claim),
         "claim_verdict": result.claim_verdict,
     }
-    paths["json"].write_text(json.dumps(_clean(doc), indent=2, allow_nan=False) + "\n")
+    paths["json"].write_text(json.dumps(json_clean(doc), indent=2, allow_nan=False) + "\n")
     update_readme(out_dir / "README.md", name, section)
     return paths
 
@@ -388,8 +367,8 @@ def _print_result(result: StudyResult, console: Console) -> None:
             f"{r['rmse_vs_persistence_pct']:+.2f}",
             f"{r['directional_accuracy']:.3f}",
             p,
-            _fmt(r["backtest_sharpe"], 3),
-            _fmt(r["train_seconds"], 3),
+            fmt_value(r["backtest_sharpe"], 3),
+            fmt_value(r["train_seconds"], 3),
         )
     console.print(table)
     for line in result.conclusions:

@@ -38,6 +38,7 @@ from cryptoforecast.pipelines.train import (
     quiet_lightning_console,
     write_metrics,
 )
+from cryptoforecast.utils.report import fmt_value, json_clean
 
 log = logging.getLogger(__name__)
 
@@ -217,12 +218,12 @@ def _write(
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
     write_metrics(flat, out_dir / "benchmark_metrics.json")
-    doc = _clean({"models": rows, "criteria": criteria})
+    doc = json_clean({"models": rows, "criteria": criteria})
     (out_dir / "benchmark.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     md = ["| model | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
     for m in models:
-        md.append(f"| {m} | " + " | ".join(_fmt(rows[m].get(k)) for k in HEADLINE) + " |")
-    md += ["", "Criteria:", ""] + [f"- {k}: {_fmt(v)}" for k, v in criteria.items()]
+        md.append(f"| {m} | " + " | ".join(fmt_value(rows[m].get(k)) for k in HEADLINE) + " |")
+    md += ["", "Criteria:", ""] + [f"- {k}: {fmt_value(v)}" for k, v in criteria.items()]
     (out_dir / "benchmark.md").write_text("\n".join(md) + "\n")
     _plot_mae(rows, models, out_dir / "mae_by_model.png")
     plot_equity_comparison(
@@ -278,29 +279,8 @@ def _print(rows: dict[str, dict[str, Any]], criteria: dict[str, Any], models: li
     for header in cols.values():
         table.add_column(header, justify="right")
     for m in models:
-        table.add_row(m, *(_fmt(rows[m].get(c), 3) for c in cols))
+        table.add_row(m, *(fmt_value(rows[m].get(c), 3) for c in cols))
     console = Console(width=max(Console().width, 110))
     console.print(table)
     for k, v in criteria.items():
-        console.print(f"{k}: {_fmt(v)}", highlight=False)
-
-
-def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}"
-    return str(v)
-
-
-def _clean(v: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
-    return v
+        console.print(f"{k}: {fmt_value(v)}", highlight=False)

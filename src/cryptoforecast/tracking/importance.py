@@ -54,17 +54,8 @@ def mean_selection_weights(
     if net is None or len(positions) == 0:
         return None
     import torch
-    from torch.utils.data import DataLoader
 
-    from cryptoforecast.data.dataset import WindowDataset
-
-    dm = forecaster.dm
-    ends = samples.windows.ends[np.asarray(positions)]
-    loader = DataLoader(
-        WindowDataset(dm.x, dm.y, ends, samples.windows.lookback),
-        batch_size=dm.batch_size,
-        shuffle=False,
-    )
+    loader = forecaster.dm.windows_loader(positions)
     device = next(net.parameters()).device
     was_training = net.training
     net.eval()
@@ -76,7 +67,7 @@ def mean_selection_weights(
                 total += weights.double().sum(dim=0).cpu().numpy()  # [L, F]
     finally:
         net.train(was_training)
-    return total / len(ends)
+    return total / len(positions)
 
 
 def importance_table(by_step: np.ndarray, feature_names: list[str]) -> pd.DataFrame:

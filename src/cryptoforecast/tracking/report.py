@@ -283,17 +283,8 @@ def attention_maps(
     if net is None:
         return None
     import torch
-    from torch.utils.data import DataLoader
 
-    from cryptoforecast.data.dataset import WindowDataset
-
-    dm = forecaster.dm
-    ends = samples.windows.ends[np.asarray(positions)]
-    loader = DataLoader(
-        WindowDataset(dm.x, dm.y, ends, samples.windows.lookback),
-        batch_size=dm.batch_size,
-        shuffle=False,
-    )
+    loader = forecaster.dm.windows_loader(positions)
     device = next(net.parameters()).device
     was_training = net.training
     net.eval()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -62,3 +65,25 @@ def print_summary(metrics: dict[str, float], title: str, symbols: Sequence[str] 
 
 def _num(value: float | None) -> str:
     return "-" if value is None or value != value else f"{value:.4f}"
+
+
+def fmt_value(v: Any, digits: int = 4) -> str:
+    """A table cell: ``-`` for None/NaN/inf, floats with ``digits`` significant digits."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def json_clean(v: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, NaN/inf to None, keys to str."""
+    if isinstance(v, dict):
+        return {str(k): json_clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [json_clean(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
