@@ -584,8 +584,9 @@ def _read_decisions(path: Path) -> Any:
 def _cmd_monitor(args: argparse.Namespace) -> int:
     from cryptoforecast.data.schema import DataError
     from cryptoforecast.data.sources import read_candle_file
-    from cryptoforecast.serving.monitor import monitor_predictor, to_jsonable
+    from cryptoforecast.serving.monitor import monitor_predictor
     from cryptoforecast.serving.paper import paper_trade
+    from cryptoforecast.utils.report import json_clean
 
     spec = _monitor_spec(args)
     start, end = _utc_time(args.start, "--start"), _utc_time(args.end, "--end")
@@ -610,7 +611,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     report.save(args.out)
     out = {"out": str(args.out), "model": predictor.source, **report.summary}
     if args.json:
-        sys.stdout.write(json.dumps(to_jsonable(out)) + "\n")
+        sys.stdout.write(json.dumps(json_clean(out)) + "\n")
     else:
         _print_monitor(out)
     return 0

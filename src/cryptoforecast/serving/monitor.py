@@ -45,6 +45,7 @@ import pandas as pd
 from cryptoforecast.data.schema import DataError
 from cryptoforecast.data.targets import TargetSpec, make_targets
 from cryptoforecast.export.bundle import BundleError
+from cryptoforecast.utils.report import json_clean
 
 if TYPE_CHECKING:
     from cryptoforecast.serving.predictor import Predictor
@@ -425,7 +426,7 @@ class MonitorReport:
         self.psi.reset_index().to_parquet(written[2], index=False)
         written.append(write_alerts(self.alerts, folder / "alerts.jsonl", append=False))
         summary = folder / "monitor_summary.json"
-        summary.write_text(json.dumps(to_jsonable(self.summary), indent=1, sort_keys=True) + "\n")
+        summary.write_text(json.dumps(json_clean(self.summary), indent=1, sort_keys=True) + "\n")
         written.append(summary)
         if plot:
             title = f"monitor: {self.summary['symbol']} h={self.summary['horizon']}"
@@ -757,19 +758,6 @@ def _last(row: pd.Series | None, column: str) -> float | None:
     if row is None or not np.isfinite(row[column]):
         return None
     return float(row[column])
-
-
-def to_jsonable(value: Any) -> Any:
-    """``value`` with NaN/inf floats as None and numpy scalars as Python numbers (for JSON)."""
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 # ------------------------------------------------------------------------------------- plot
