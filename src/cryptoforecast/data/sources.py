@@ -134,10 +134,11 @@ def normalize_raw_frame(
             f"{source}: missing column(s) {need}; found columns {list(map(str, raw.columns))}"
         )
     where = _Where(source, positions, rows)
-    out = pd.DataFrame(index=pd.Index(positions))
+    in_order = np.array_equal(positions, np.arange(len(raw)))
+    out = pd.DataFrame(index=pd.RangeIndex(len(raw)) if in_order else pd.Index(positions))
     stamps = parse_timestamps(raw[ts_col], source=source, where=where)
     check_timestamp_range(stamps, raw[ts_col], where, now)
-    out["timestamp"] = stamps.to_numpy()
+    out["timestamp"] = stamps.set_axis(out.index)
     for col in OHLCV:
         out[col] = _parse_numbers(raw[lower[col]], column=col, where=where).to_numpy()
     used = {ts_col, *(lower[c] for c in OHLCV)}
@@ -182,7 +183,7 @@ def parse_timestamps(
     values = values.reset_index(drop=True)
     if pd.api.types.is_datetime64_any_dtype(values):
         ts = values if values.dt.tz is not None else values.dt.tz_localize("UTC")
-        ns = _to_ns(ts.dt.tz_convert("UTC").to_numpy(), values, where)
+        ns = _to_ns(ts.dt.tz_convert(None).to_numpy(), values, where)
         return pd.Series(pd.DatetimeIndex(ns).tz_localize("UTC"))
     n = len(values)
     result = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
@@ -203,11 +204,13 @@ def parse_timestamps(
         if bad.any():
             i = int(idx[np.flatnonzero(bad)[0]])
             raise DataError(
-                f"{where(i)}: cannot parse timestamp {values.iloc[i]!r} "
+                f"{where(i)}: cannot parse timestamp {_shown(values.iloc[i])!r} "
                 f"({int(bad.sum())} unparseable timestamp(s) in all)"
             )
         sub = values.iloc[idx].reset_index(drop=True)
-        result[idx] = _to_ns(parsed.to_numpy(), sub, lambda k: where(int(idx[k])))
+        result[idx] = _to_ns(
+            parsed.dt.tz_convert(None).to_numpy(), sub, lambda k: where(int(idx[k]))
+        )
     return pd.Series(pd.DatetimeIndex(result).tz_localize("UTC"))
 
 
@@ -226,7 +229,7 @@ def _epochs(
         if far.any():
             i = int(idx[np.flatnonzero(mask)[np.flatnonzero(far)[0]]])
             raise DataError(
-                f"{where(i)}: timestamp {values.iloc[i]!r} (epoch {unit}) is beyond "
+                f"{where(i)}: timestamp {_shown(values.iloc[i])!r} (epoch {unit}) is beyond "
                 f"{pd.Timestamp.max:%Y-%m-%d}, the latest time pandas can represent"
             )
         out[mask] = whole * factor
@@ -234,7 +237,8 @@ def _epochs(
     if not assigned.all() or np.isnan(nums).any():
         i = int(idx[np.flatnonzero(~assigned | np.isnan(nums))[0]])
         raise DataError(
-            f"{where(i)}: timestamp {values.iloc[i]!r} is not a plausible epoch in s, ms or us"
+            f"{where(i)}: timestamp {_shown(values.iloc[i])!r} is not a plausible epoch in "
+            "s, ms or us"
         )
     return out.view("datetime64[ns]")
 
@@ -250,7 +254,7 @@ def _to_ns(stamps: np.ndarray, values: pd.Series, where: Callable[[int], str]) -
     if out_of.any():
         i = int(np.flatnonzero(out_of)[0])
         raise DataError(
-            f"{where(i)}: timestamp {values.iloc[i]!r} is outside the range pandas can "
+            f"{where(i)}: timestamp {_shown(values.iloc[i])!r} is outside the range pandas can "
             f"represent ({pd.Timestamp.min:%Y-%m-%d} to {pd.Timestamp.max:%Y-%m-%d}); "
             f"{int(out_of.sum())} such timestamp(s) in all"
         )
@@ -283,8 +287,8 @@ def check_timestamp_range(
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{where(i)}: timestamp {values.iloc[i]!r} is {ts[i]:%Y-%m-%dT%H:%M:%SZ}, outside "
-            f"the plausible range {EARLIEST_CANDLE:%Y-%m-%d} to {latest:%Y-%m-%dT%H:%MZ} "
+            f"{where(i)}: timestamp {_shown(values.iloc[i])!r} is {ts[i]:%Y-%m-%dT%H:%M:%SZ}, "
+            f"outside the plausible range {EARLIEST_CANDLE:%Y-%m-%d} to {latest:%Y-%m-%dT%H:%MZ} "
             f"(before any crypto trading, or in the future); {int(bad.sum())} such row(s) in all"
         )
 
@@ -298,7 +302,9 @@ def _parse_numbers(values: pd.Series, column: str, where: Callable[[int], str]) 
     bad = parsed.isna() & text.ne("") & ~text.str.lower().isin(["nan", "null", "none"])
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{where(i)}: column {column!r} has non-numeric value {values.iloc[i]!r}")
+        raise DataError(
+            f"{where(i)}: column {column!r} has non-numeric value {_shown(values.iloc[i])!r}"
+        )
     return parsed.astype("float64").reset_index(drop=True)
 
 
@@ -318,3 +324,9 @@ def infer_interval(timestamps: pd.Series, source: str) -> str:
         if delta == step:
             return name
     raise DataError(f"{source}: bar step {step} is not a known interval; pass --interval")
+
+
+def _shown(value: object) -> object:
+    """A numpy scalar as the Python scalar, so messages read ``-1``, not ``np.int64(-1)``."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
