@@ -136,3 +136,15 @@ def test_python_frames_are_named_by_position_and_repaired_by_the_policy(
     # snapped forward onto the next bar's slot: a conflicting duplicate, named in the request
     with pytest.raises(DataError, match=r"conflicting duplicate .* candles\[197\] close=.*"):
         snap.predict(shifted)
+
+
+def test_canonical_frames_out_of_range_leave_the_fast_path_and_are_refused(
+    predictor: Predictor, tail: pd.DataFrame
+) -> None:
+    old = tail.tail(200).copy()
+    old.attrs = {}
+    old["timestamp"] -= pd.Timedelta(days=365 * 20)  # 2006: clean, canonical, on the grid
+    assert predictor.clean_tail(tail.tail(200)) is not None
+    assert predictor.clean_tail(old) is None
+    with pytest.raises(DataError, match=r"^candles: candles\[0\]: timestamp .* plausible range"):
+        predictor.predict(old)
