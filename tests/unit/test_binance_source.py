@@ -153,6 +153,18 @@ def test_retry_after_beyond_the_bound_fails_at_once(
     assert slept == [] and len(fake.paths("/api/v3/klines")) == 1  # no hammering
 
 
+def test_retry_after_as_an_http_date(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(binance.time, "sleep", slept.append)
+    past, future = "Wed, 21 Oct 2015 07:28:00 GMT", "Fri, 01 Jan 2100 00:00:00 GMT"
+    with FakeBinance(now=NOW, throttle={"/api/v3/klines": (1, past)}) as fake:
+        fetch(fake, tmp_path / "a", "2025-01-03")
+    assert slept == [0.0]  # a date already past: retry at once
+    with FakeBinance(now=NOW, throttle={"/api/v3/klines": (1, future)}) as fake:
+        with pytest.raises(DataSourceError, match="longer than the 60 s this client waits"):
+            fetch(fake, tmp_path / "b", "2025-01-03")
+
+
 def test_retry_after_for_real_with_a_small_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
