@@ -61,6 +61,12 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("--spike-z", type=float, default=None, help="robust z for spikes")
     check.add_argument("--json", action="store_true", help="print the report as one JSON object")
     check.add_argument("--max-list", type=int, default=30, help="gaps/spikes listed in the table")
+    check.add_argument(
+        "--off-grid",
+        default="refuse",
+        choices=["refuse", "snap", "drop"],
+        help="off-grid timestamps: refuse (default), snap forward, or drop",
+    )
     check.set_defaults(func=_cmd_data_check)
 
     train = sub.add_parser(
@@ -133,7 +139,8 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     path = _path_or_bundled(args.target, args.market, args.interval or "1h")
     raw = read_candle_file(path)
     interval = args.interval or infer_interval(raw["timestamp"], source=str(path))
-    policy = QualityPolicy() if args.spike_z is None else QualityPolicy(spike_z=args.spike_z)
+    given = {} if args.spike_z is None else {"spike_z": args.spike_z}
+    policy = QualityPolicy(off_grid=args.off_grid, **given)
     _, report = check_candles(raw, str(path), interval, policy)
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict()) + "\n")
@@ -360,6 +367,12 @@ def _add_production_commands(sub: Any) -> None:
         which.add_argument("--bundle", type=Path, help="a bundle folder")
         p.add_argument("--registry", type=Path, default=None, help="registry root")
     pred.add_argument("--data", required=True, help="candles: CSV/CSV.gz/parquet or a symbol")
+    pred.add_argument(
+        "--off-grid",
+        default="refuse",
+        choices=["refuse", "snap", "drop"],
+        help="off-grid timestamps: refuse (default), snap forward, or drop",
+    )
     pred.set_defaults(func=_cmd_predict)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -465,13 +478,15 @@ def _load_predictor(args: argparse.Namespace) -> Any:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from cryptoforecast.data.quality import QualityPolicy
     from cryptoforecast.data.sources import read_candle_file
 
     try:
         predictor = _load_predictor(args)
     except _production_errors() as exc:
         return _fail(exc)
-    path = _path_or_bundled(args.data)
+    predictor.quality = QualityPolicy(off_grid=args.off_grid)
+    path = _path_or_bundled(args.data)  # the file's name and rows are in the messages
     sys.stdout.write(json.dumps(predictor.predict(read_candle_file(path)), indent=1) + "\n")
     return 0
 

@@ -11,7 +11,8 @@ It serves, from seeded synthetic candles, exactly what the real endpoints serve:
   including the bar still forming at ``now``.
 - ``/api/v3/exchangeInfo``, ``/fapi/v1/exchangeInfo``, ``/dapi/v1/exchangeInfo`` for ccxt.
 
-Faults for tests: ``missing`` (404), ``fail`` (persistent status), ``drop_once`` (send half the
+Faults for tests: ``missing`` (404), ``fail`` (persistent status), ``throttle`` (the first N
+requests under a path prefix get 429 with a ``Retry-After`` header), ``drop_once`` (send half the
 body, then close), ``bad_checksum``, ``no_checksum``, ``honor_range``, ``rest_max_limit``,
 ``rest_ignore_start``; ``files`` may be pre-filled with a crafted zip for a path.
 """
@@ -106,6 +107,8 @@ class FakeBinance:
     honor_range: bool = True
     missing: set[str] = field(default_factory=set)
     fail: dict[str, int] = field(default_factory=dict)  # path prefix -> status
+    # path prefix -> (requests answered 429, their Retry-After header value)
+    throttle: dict[str, tuple[int, str]] = field(default_factory=dict)
     drop_once: set[str] = field(default_factory=set)
     bad_checksum: set[str] = field(default_factory=set)
     no_checksum: bool = False
@@ -203,6 +206,12 @@ class FakeBinance:
         for prefix, status in self.fail.items():
             if path.startswith(prefix):
                 return _send(h, status, b"<html>Internal Server Error</html>", "text/html")
+        for prefix, (count, after) in self.throttle.items():
+            if path.startswith(prefix) and count > 0:
+                with self._lock:
+                    self.throttle[prefix] = (count - 1, after)
+                body = b'{"code":-1003,"msg":"Too many requests."}'
+                return _send(h, 429, body, extra={"Retry-After": after})
         if path in REST_PATHS:
             return self._klines(h, REST_PATHS[path], query)
         if path.endswith("/exchangeInfo"):

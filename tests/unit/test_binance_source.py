@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import logging
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -114,10 +116,66 @@ def test_bad_checksum_raises_naming_the_file(tmp_path: Path) -> None:
     assert not list((folder / "_downloads").iterdir())  # the bad zip is gone
 
 
-def test_missing_checksum_skips_verification(tmp_path: Path) -> None:
+def test_missing_checksum_warns_naming_the_file_and_still_loads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with FakeBinance(now=NOW, no_checksum=True) as fake:
-        got = fetch(fake, tmp_path, "2024-12-01")
+        with caplog.at_level(logging.WARNING, logger="cryptoforecast.data.binance"):
+            got = fetch(fake, tmp_path, "2024-12-01")
     pd.testing.assert_frame_equal(got, expected(fake, "2024-12-01"))
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    month = [m for m in warned if m.startswith("BTCUSDT-1h-2024-12.zip: ")]
+    assert len(month) == 1 and "no CHECKSUM" in month[0] and "UNVERIFIED" in month[0]
+    assert len(warned) == 2  # the month and the one published daily zip, each named
+    assert warned[1].startswith("BTCUSDT-1h-2025-01-01.zip: the archive has no CHECKSUM")
+
+
+def test_429_waits_what_retry_after_asks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(binance.time, "sleep", slept.append)
+    monkeypatch.setattr(binance, "_BACKOFF_S", 0.5)
+    with FakeBinance(now=NOW, throttle={"/api/v3/klines": (2, "1")}) as fake:
+        got = fetch(fake, tmp_path, "2025-01-03")
+    pd.testing.assert_frame_equal(got, expected(fake, "2025-01-03"))
+    assert slept == [1.0, 1.0]  # Retry-After: 1, not the 0.5 s / 1 s backoff
+    assert len(fake.paths("/api/v3/klines")) == 3
+
+
+def test_retry_after_beyond_the_bound_fails_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(binance.time, "sleep", slept.append)
+    with FakeBinance(now=NOW, throttle={"/api/v3/klines": (9, "3600")}) as fake:
+        match = r"HTTP 429, the server asks to retry after 3600 s, longer than the 60 s"
+        with pytest.raises(DataSourceError, match=match):
+            fetch(fake, tmp_path, "2025-01-03")
+    assert slept == [] and len(fake.paths("/api/v3/klines")) == 1  # no hammering
+
+
+def test_retry_after_as_an_http_date(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(binance.time, "sleep", slept.append)
+    past, future = "Wed, 21 Oct 2015 07:28:00 GMT", "Fri, 01 Jan 2100 00:00:00 GMT"
+    with FakeBinance(now=NOW, throttle={"/api/v3/klines": (1, past)}) as fake:
+        fetch(fake, tmp_path / "a", "2025-01-03")
+    assert slept == [0.0]  # a date already past: retry at once
+    with FakeBinance(now=NOW, throttle={"/api/v3/klines": (1, future)}) as fake:
+        with pytest.raises(DataSourceError, match="longer than the 60 s this client waits"):
+            fetch(fake, tmp_path / "b", "2025-01-03")
+
+
+def test_retry_after_for_real_with_a_small_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(binance, "RETRY_AFTER_MAX_S", 2.0)
+    with FakeBinance(now=NOW, throttle={"/data/": (1, "1")}) as fake:
+        t0 = time.monotonic()
+        fetch(fake, tmp_path, "2024-12-01")
+        waited = time.monotonic() - t0
+        times = [r.path for r in fake.requests][:2]
+    assert times[0] == times[1]  # the throttled zip was asked again ...
+    assert waited >= 1.0  # ... after the second Retry-After asked for
 
 
 def test_cache_is_reused_and_daily_files_give_way_to_the_month(

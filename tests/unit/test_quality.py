@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -110,8 +111,97 @@ def test_off_grid_timestamp_is_an_error(candles: pd.DataFrame) -> None:
     raw = _raw(candles)
     raw.loc[50, "timestamp"] += pd.Timedelta(minutes=30)
     _, rep = check_candles(raw, "syn", "1h")
-    assert (
-        "timestamp not on the 1h grid in 1 row(s): row 51 (2024-01-03T02:30:00Z)" in rep.errors[0]
+    assert rep.errors[0].startswith(
+        "1 timestamp(s) not on the 1h grid, first: row 51 2024-01-03T02:30:00Z;"
+    )
+
+
+def test_off_grid_message_is_short_counts_all_and_quotes_three_iso_rows(
+    candles: pd.DataFrame,
+) -> None:
+    raw = _raw(candles)
+    raw.loc[100:399, "timestamp"] += pd.Timedelta(milliseconds=1500)  # 300 rows
+    _, rep = check_candles(raw, "syn", "1h")
+    (msg,) = [e for e in rep.errors if "grid" in e]
+    assert msg == (
+        "300 timestamp(s) not on the 1h grid, first: row 101 2024-01-05T04:00:01.5Z, "
+        "row 102 2024-01-05T05:00:01.5Z, row 103 2024-01-05T06:00:01.5Z ...; "
+        "data.quality.off_grid=snap or drop (CLI: --off-grid) repairs them"
+    )
+    assert "Timestamp(" not in msg and len(msg) < 300
+
+
+def test_off_grid_rows_snap_forward_or_drop_when_asked(candles: pd.DataFrame) -> None:
+    raw = _raw(candles)
+    raw = raw.drop(index=[51]).reset_index(drop=True)  # row 51 now holds the 02:00 bar
+    raw.loc[50, "timestamp"] -= pd.Timedelta(minutes=20)  # 01:40: belongs to the 02:00 slot
+    frame, rep = check_candles(raw, "syn", "1h", QualityPolicy(off_grid="snap"))
+    assert rep.ok and len(frame) == 599 and rep.missing_bars == 1
+    # forward, never back: the bar stamped 01:40 is not passed off as the 01:00 bar
+    assert frame.loc[pd.Timestamp("2024-01-03T02:00", tz="UTC"), "close"] == raw.loc[50, "close"]
+    assert "1 off-grid timestamp(s) snapped forward" in rep.warnings[0]
+    assert "row 51 2024-01-03T01:40:00Z -> 2024-01-03T02:00:00Z" in rep.warnings[0]
+    frame, rep = check_candles(raw, "syn", "1h", QualityPolicy(off_grid="drop"))
+    assert rep.ok and len(frame) == 598 and rep.missing_bars == 2
+    assert rep.warnings[0].startswith("1 off-grid row(s) dropped")
+    # a snapped row landing on an existing bar with other values is refused, naming both rows
+    clash = _raw(candles)
+    clash.loc[50, "timestamp"] += pd.Timedelta(minutes=20)  # 02:20 -> the 03:00 bar's slot
+    _, rep = check_candles(clash, "syn", "1h", QualityPolicy(off_grid="snap"))
+    assert "conflicting duplicate timestamp 2024-01-03T03:00:00Z: row 51 close=" in rep.errors[0]
+    assert ", row 52 close=" in rep.errors[0]
+
+
+def test_off_grid_policy_comes_from_data_quality_config(
+    tmp_path: Path, candles: pd.DataFrame
+) -> None:
+    raw = _raw(candles)
+    raw.loc[50, "timestamp"] += pd.Timedelta(minutes=30)
+    path = tmp_path / "jitter.csv"
+    raw.to_csv(path, index=False)
+    with pytest.raises(
+        DataError, match=r"(?s)jitter\.csv: data quality errors.*not on the 1h grid"
+    ):
+        load_candles(DataSpec(source="file", path=str(path), days=None))
+    spec = DataSpec(source="file", path=str(path), days=None, quality={"off_grid": "drop"})
+    assert len(load_candles(spec).frame) == 599
+    with pytest.raises(DataError, match=r"data\.quality\.off_grid='round'; choose one of"):
+        DataSpec(quality={"off_grid": "round"})
+    with pytest.raises(DataError, match=r"data\.quality: unknown key\(s\) \['offgrid'\]"):
+        DataSpec(quality={"offgrid": "drop"})
+
+
+@pytest.mark.parametrize("column", ["open", "high", "low", "close", "volume"])
+@pytest.mark.parametrize("text", ["inf", "-inf"])
+def test_infinite_values_are_refused_like_nan(
+    tmp_path: Path, candles: pd.DataFrame, column: str, text: str
+) -> None:
+    raw = _raw(candles).astype({column: object})
+    raw.loc[10, column] = text
+    path = tmp_path / "inf.csv"
+    raw.to_csv(path, index=False)
+    _, rep = check_candles(read_candle_file(path), str(path), "1h")
+    value = float(text)
+    assert rep.errors == [
+        f"infinite {column} in 1 row(s): row 11 (2024-01-01T10:00:00Z) {column}={value!r}"
+    ]
+    with pytest.raises(DataError, match=rf"(?s)inf\.csv: data quality errors .*infinite {column}"):
+        load_candles(DataSpec(source="file", path=str(path), days=None))  # so never trained on
+
+
+def test_data_check_exits_1_on_infinite_volume(
+    tmp_path: Path, candles: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryptoforecast.cli import main
+
+    raw = _raw(candles)
+    raw.loc[[20, 30], "volume"] = np.inf
+    path = tmp_path / "infvol.csv"
+    raw.to_csv(path, index=False)
+    assert main(["data", "check", str(path), "--json"]) == 1
+    (error,) = json.loads(capsys.readouterr().out)["errors"]
+    assert error.startswith(
+        "infinite volume in 2 row(s): row 21 (2024-01-01T20:00:00Z) volume=inf"
     )
 
 
@@ -143,8 +233,6 @@ def test_bundled_btc_report_matches_the_documented_facts() -> None:
 
 
 def test_report_saves_as_json(tmp_path: Path, candles: pd.DataFrame) -> None:
-    import json
-
     _, rep = check_candles(_raw(candles), "syn", "1h")
     data = json.loads(rep.save(tmp_path / "q.json").read_text())
     assert data["rows"] == 600 and data["gaps"] == [] and data["errors"] == []

@@ -47,6 +47,51 @@ def test_mixed_ms_and_us_rows_parse_per_value(tmp_path: Path, candles: pd.DataFr
     assert (raw["timestamp"].to_numpy() == candles.index[:10].to_numpy()).all()
 
 
+def test_iso_and_epoch_timestamps_mixed_in_one_file_parse_per_value(
+    tmp_path: Path, candles: pd.DataFrame
+) -> None:
+    out = candles.reset_index().head(12)
+    ns = out["timestamp"].dt.as_unit("ns").astype("int64").to_numpy()
+    texts = out["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy()
+    out["timestamp"] = [
+        texts[i] if i % 4 == 0 else str(ns[i] // (10**9, 10**6, 10**3)[i % 4 - 1])
+        for i in range(12)
+    ]  # ISO, s, ms, us, ISO, ...
+    raw = read_candle_file(_write(out, tmp_path / "mixed_iso_epoch.csv"))
+    assert (raw["timestamp"].to_numpy() == candles.index[:12].to_numpy()).all()
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ("-1", r"data row 6: timestamp '-1' is 1969-12-31T23:59:59Z, outside the plausible range"),
+        ("0001-01-01", r"data row 6: timestamp '0001-01-01' is outside the range pandas can"),
+        ("9999-12-31", r"data row 6: timestamp '9999-12-31' is outside the range pandas can"),
+        ("10000000000000000", r"data row 6: timestamp '10000000000000000' \(epoch us\) is beyond"),
+        ("2008-12-31T23:00:00Z", r"data row 6: .* is 2008-12-31T23:00:00Z, outside the plausible"),
+        ("2100-01-01", r"data row 6: timestamp '2100-01-01' is 2100-01-01T00:00:00Z, outside"),
+    ],
+)
+def test_out_of_range_timestamps_are_clear_errors_in_data_check(
+    tmp_path: Path,
+    candles_csv: Path,
+    capsys: pytest.CaptureFixture[str],
+    value: str,
+    match: str,
+) -> None:
+    from cryptoforecast.cli import main
+
+    lines = candles_csv.read_text().splitlines()
+    lines[6] = value + lines[6][lines[6].index(",") :]  # data row 6
+    bad = tmp_path / "range.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=match):
+        read_candle_file(bad)
+    assert main(["data", "check", str(bad)]) == 1
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "range.csv: data row 6: timestamp" in err and "Traceback" not in err
+
+
 def test_column_names_are_case_insensitive_and_extra_columns_kept(
     tmp_path: Path, candles: pd.DataFrame
 ) -> None:

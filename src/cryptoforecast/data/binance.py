@@ -8,6 +8,8 @@ parquet, so a second call downloads nothing that is already cached.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import hashlib
 import logging
 import os
@@ -35,6 +37,9 @@ REST = {
 _REST_LIMIT = 1000
 _RETRIES = 4
 _BACKOFF_S = 0.5  # doubled after each failed attempt
+#: The longest ``Retry-After`` (429/503) this client waits; a longer one fails at once with a
+#: message to try later (Binance bans an IP that keeps asking while rate-limited).
+RETRY_AFTER_MAX_S = 60.0
 _CHUNK = 8192
 # Monthly zips appear a few days into the next month; until then the month comes from daily zips.
 _MONTHLY_GRACE = pd.Timedelta(days=32)
@@ -167,14 +172,20 @@ def _get(
 ) -> requests.Response | None:
     """GET (``kw`` as for ``requests``) with retries on connection errors, 429 and 5xx.
 
-    Returns None on 404 and raises DataSourceError on other 4xx (not in ``accept``) or when every
-    attempt failed.
+    Before a retry it waits what the server's ``Retry-After`` header asks (seconds or an HTTP
+    date), else an exponential backoff; a ``Retry-After`` beyond :data:`RETRY_AFTER_MAX_S` is
+    not waited out but raised at once.
+
+    Returns None on 404 and raises DataSourceError on other 4xx (not in ``accept``), on a
+    ``Retry-After`` too long to wait, or when every attempt failed.
     """
     shown = requests.Request("GET", url, params=kw.get("params")).prepare().url or url
     last = ""
+    wait: float | None = None
     for attempt in range(_RETRIES):
         if attempt:
-            time.sleep(_BACKOFF_S * 2 ** (attempt - 1))
+            time.sleep(wait if wait is not None else _BACKOFF_S * 2 ** (attempt - 1))
+        wait = None
         try:
             resp = session.get(url, **kw)
         except requests.RequestException as exc:
@@ -186,14 +197,41 @@ def _get(
             resp.close()
             return None
         if code == 429 or code >= 500:
-            last = f"HTTP {code}"
+            wait = _retry_after(resp)
+            last = f"HTTP {code}" + (f" (Retry-After {wait:g} s)" if wait is not None else "")
             resp.close()
+            if wait is not None and wait > RETRY_AFTER_MAX_S:
+                raise DataSourceError(
+                    f"GET {shown}: HTTP {code}, the server asks to retry after {wait:g} s, "
+                    f"longer than the {RETRY_AFTER_MAX_S:g} s this client waits; try again later"
+                )
             logger.debug("GET %s attempt %d: %s", shown, attempt + 1, last)
             continue
         if code >= 400 and code not in accept:
-            raise DataSourceError(f"GET {shown} failed: HTTP {code}: {resp.text[:300]}")
+            after = resp.headers.get("Retry-After")
+            hint = f" (Retry-After: {after})" if after else ""
+            raise DataSourceError(f"GET {shown} failed: HTTP {code}{hint}: {resp.text[:300]}")
         return resp
     raise DataSourceError(f"GET {shown} failed after {_RETRIES} attempts: {last}")
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    """Seconds the response's ``Retry-After`` asks to wait (delta seconds or an HTTP date)."""
+    value = resp.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            logger.debug("ignoring unparseable Retry-After %r", value)
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        seconds = (when - datetime.datetime.now(datetime.UTC)).total_seconds()
+    return max(0.0, seconds) if seconds == seconds else None  # NaN: ignore
 
 
 def download_file(
@@ -265,7 +303,12 @@ def _fetch_zip(
 def _verify_checksum(session: requests.Session, url: str, path: Path, timeout: float) -> None:
     resp = _get(session, url + ".CHECKSUM", timeout=timeout)
     if resp is None:
-        logger.debug("no CHECKSUM beside %s; skipping verification", url)
+        logger.warning(
+            "%s: the archive has no CHECKSUM file for it (%s.CHECKSUM answered 404); "
+            "using it UNVERIFIED",
+            path.name,
+            url,
+        )
         return
     words = resp.text.split()
     expected = words[0].lower() if words else ""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -37,7 +38,8 @@ class DataSpec:
         exchange: ccxt exchange id for ``source=ccxt``.
         native_interval: the interval stored in the source (``file``/``bundled``: 1h).
         cache_dir: cache folder for downloads (None: ``~/.cache/cryptoforecast``).
-        quality: the repair policy.
+        quality: the repair policy (``data.quality``: sort, drop_exact_duplicates, spike_z,
+            off_grid).
         symbols: several symbols for one multi-asset run (e.g. ``[BTCUSDT, ETHUSDT]``), each
             loaded with this spec otherwise; None (default) for a single-symbol run. ``symbol``
             must then be one of them (it selects nothing else; the default ``BTCUSDT`` fits any
@@ -71,8 +73,8 @@ class DataSpec:
         if self.days is not None and self.days <= 0:
             raise DataError(f"data.days must be positive, got {self.days}")
         interval_to_timedelta(self.interval)
-        if isinstance(self.quality, dict):  # Hydra passes nested configs as dicts
-            object.__setattr__(self, "quality", QualityPolicy(**self.quality))
+        if not isinstance(self.quality, QualityPolicy):  # Hydra passes a dict or DictConfig
+            object.__setattr__(self, "quality", _quality_policy(self.quality))
         if self.symbols is not None:
             object.__setattr__(self, "symbols", _check_symbols(self))
 
@@ -89,6 +91,17 @@ class DataSpec:
             for spec in specs:
                 bundled_path(spec.symbol, spec.market, spec.native_interval)
         return specs
+
+
+def _quality_policy(given: Any) -> QualityPolicy:
+    """``data.quality`` (a mapping) as a :class:`QualityPolicy`; unknown keys are a DataError."""
+    if not isinstance(given, Mapping):
+        raise DataError(f"data.quality must be a mapping of policy keys, got {given!r}")
+    known = {f.name for f in fields(QualityPolicy)}
+    unknown = sorted(str(k) for k in given if k not in known)
+    if unknown:
+        raise DataError(f"data.quality: unknown key(s) {unknown}; known: {sorted(known)}")
+    return QualityPolicy(**{str(k): v for k, v in given.items()})
 
 
 def _check_symbols(spec: DataSpec) -> tuple[str, ...]:

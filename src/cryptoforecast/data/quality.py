@@ -1,10 +1,11 @@
 """Quality checks run on every load: a report, and a repair policy that never hides a problem.
 
 Default policy: sort, drop exact duplicate rows, and refuse (``DataError``) conflicting duplicates,
-NaN, non-positive prices, negative volume, OHLC violations and off-grid timestamps, naming the
-source, the data row, the timestamp and the value. Gaps are kept (never forward-filled) and listed
-so that windows can avoid spanning them; spikes and zero-volume placeholder bars are flagged, not
-changed.
+NaN or infinite values, non-positive prices, negative volume, OHLC violations and off-grid
+timestamps, naming the source, the row in the user's file or request, the timestamp and the
+value. Off-grid rows can instead be snapped forward to the grid or dropped (``off_grid``). Gaps
+are kept (never forward-filled) and listed so that windows can avoid spanning them; spikes and
+zero-volume placeholder bars are flagged, not changed.
 """
 
 from __future__ import annotations
@@ -18,11 +19,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryptoforecast.data.schema import OHLCV, DataError, interval_to_timedelta
+from cryptoforecast.data.schema import (
+    FILE_ROWS,
+    OHLCV,
+    ROW_STYLES,
+    ROWS_ATTR,
+    DataError,
+    interval_to_timedelta,
+    row_name,
+)
 
 log = logging.getLogger(__name__)
 
 _MAX_LISTED = 5  # offending rows quoted per kind of error
+_MAX_OFF_GRID = 3  # off-grid rows quoted (they tend to come in thousands)
+OFF_GRID_POLICIES = ("refuse", "snap", "drop")
 
 
 @dataclass(frozen=True)
@@ -34,12 +45,25 @@ class QualityPolicy:
         drop_exact_duplicates: drop rows identical in timestamp and OHLCV (else an error).
         spike_z: robust z-score of the 1-bar log return, against the trailing 30 days' median
             absolute return, above which a bar is flagged as a spike.
+        off_grid: rows whose timestamp is not on the interval's grid: ``refuse`` (default: an
+            error), ``snap`` (move the timestamp forward to the next grid time, never back, so a
+            bar never looks older than it is; a snapped row that lands on an existing bar with
+            other values is a conflicting duplicate) or ``drop`` (remove those rows; the gaps
+            they leave are reported). Both repairs are counted in the report's warnings.
 
     """
 
     sort: bool = True
     drop_exact_duplicates: bool = True
     spike_z: float = 15.0
+    off_grid: str = "refuse"
+
+    def __post_init__(self) -> None:
+        if self.off_grid not in OFF_GRID_POLICIES:
+            raise DataError(
+                f"data.quality.off_grid={self.off_grid!r}; choose one of "
+                f"{', '.join(OFF_GRID_POLICIES)}"
+            )
 
 
 @dataclass
@@ -70,6 +94,7 @@ class QualityReport:
     spikes: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    rows_named: str = FILE_ROWS  # how messages name rows: schema.ROW_STYLES says which way
 
     @property
     def ok(self) -> bool:
@@ -89,21 +114,30 @@ class QualityReport:
     def raise_for_errors(self) -> None:
         """Raise ``DataError`` with every error message if the report has any."""
         if self.errors:
+            note = ROW_STYLES.get(self.rows_named, ROW_STYLES[FILE_ROWS])
             raise DataError(
-                f"{self.source}: data quality errors:\n  - " + "\n  - ".join(self.errors)
+                f"{self.source}: data quality errors ({note}):\n  - " + "\n  - ".join(self.errors)
             )
 
 
 def check_candles(
-    raw: pd.DataFrame, source: str, interval: str, policy: QualityPolicy | None = None
+    raw: pd.DataFrame,
+    source: str,
+    interval: str,
+    policy: QualityPolicy | None = None,
+    rows: str | None = None,
 ) -> tuple[pd.DataFrame, QualityReport]:
     """Check a raw frame (as from :func:`sources.read_candle_file`) and apply the policy.
 
     Args:
-        raw: RangeIndex in source order, a UTC ``timestamp`` column and float OHLCV columns.
+        raw: a ``timestamp`` column (UTC) and float OHLCV columns; an integer index holds each
+            row's 0-based position in the user's file or request (a RangeIndex in source order,
+            or the positions a tail of it kept), any other index counts as positions 0..n-1.
         source: file name or URL for messages.
         interval: the bar length the data should have ("1h", ...).
         policy: what to repair; defaults to :class:`QualityPolicy`.
+        rows: how messages name rows (``schema.FILE_ROWS``: ``row 12``; ``schema.INDEX_ROWS``:
+            ``candles[11]``); default: ``raw.attrs`` (see ``normalize_raw_frame``), else file rows.
 
     Returns:
         The canonical candle frame (UTC DatetimeIndex ``timestamp``, sorted, unique) and the
@@ -112,11 +146,18 @@ def check_candles(
 
     """
     policy = policy or QualityPolicy()
-    report = QualityReport(source=source, interval=interval)
+    rows = rows or raw.attrs.get(ROWS_ATTR, FILE_ROWS)
+    report = QualityReport(source=source, interval=interval, rows_named=rows)
     step = interval_to_timedelta(interval)
+    index = raw.index
+    integer = pd.api.types.is_integer_dtype(index.dtype) and index.is_unique
+    positions = index.to_numpy(dtype="int64") if integer else np.arange(len(raw))
     df = raw.reset_index(drop=True)
     df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True).dt.as_unit("ns")
-    rows = df.index.to_numpy() + 1  # 1-based data row numbers for messages
+    df["_row"] = positions
+
+    def where(i: int) -> str:
+        return f"{row_name(int(df['_row'].iloc[i]), rows)} ({_iso(df['timestamp'].iloc[i])})"
 
     def quote(mask: np.ndarray, col: str | None, what: str) -> None:
         idx = np.flatnonzero(mask)
@@ -125,23 +166,26 @@ def check_candles(
         parts = []
         for i in idx[:_MAX_LISTED]:
             val = "" if col is None else f" {col}={_plain(df[col].iloc[i])!r}"
-            parts.append(f"row {rows[i]} ({_iso(df['timestamp'].iloc[i])}){val}")
+            parts.append(f"{where(i)}{val}")
         more = f" and {len(idx) - _MAX_LISTED} more" if len(idx) > _MAX_LISTED else ""
         report.errors.append(f"{what} in {len(idx)} row(s): " + "; ".join(parts) + more)
 
+    df = _apply_off_grid(df, step, interval, policy.off_grid, report, rows)
+    finite = np.ones(len(df), dtype=bool)
     for col in OHLCV:
-        quote(df[col].isna().to_numpy(), col, f"NaN {col}")
+        values = df[col].to_numpy(dtype="float64")
+        quote(np.isnan(values), col, f"NaN {col}")
+        quote(np.isinf(values), col, f"infinite {col}")
+        finite &= np.isfinite(values)
+    # Infinite values are reported above; comparing them again would only repeat the row.
     for col in ("open", "high", "low", "close"):
-        quote((df[col] <= 0).to_numpy(), col, f"non-positive {col}")
-    quote((df["volume"] < 0).to_numpy(), "volume", "negative volume")
+        quote(((df[col] <= 0) & finite).to_numpy(), col, f"non-positive {col}")
+    quote(((df["volume"] < 0) & finite).to_numpy(), "volume", "negative volume")
     body_hi = np.maximum(df["open"], df["close"])
     body_lo = np.minimum(df["open"], df["close"])
-    quote((df["high"] < body_hi).to_numpy(), "high", "high below max(open, close)")
-    quote((df["low"] > body_lo).to_numpy(), "low", "low above min(open, close)")
-    quote((df["high"] < df["low"]).to_numpy(), "high", "high below low")
-    epoch = pd.Timestamp(0, tz="UTC")
-    off_grid = ((df["timestamp"] - epoch) % step != pd.Timedelta(0)).to_numpy()
-    quote(off_grid, "timestamp", f"timestamp not on the {interval} grid")
+    quote(((df["high"] < body_hi) & finite).to_numpy(), "high", "high below max(open, close)")
+    quote(((df["low"] > body_lo) & finite).to_numpy(), "low", "low above min(open, close)")
+    quote(((df["high"] < df["low"]) & finite).to_numpy(), "high", "high below low")
 
     ts = df["timestamp"].to_numpy()
     report.unsorted_rows = int((ts[1:] < ts[:-1]).sum())
@@ -150,7 +194,7 @@ def check_candles(
             report.warnings.append(f"{report.unsorted_rows} row(s) out of order; sorted")
         else:
             report.errors.append(f"{report.unsorted_rows} row(s) out of order (policy: no sort)")
-    df = df.assign(_row=rows).sort_values("timestamp", kind="stable")
+    df = df.sort_values("timestamp", kind="stable")
 
     exact = df.duplicated(subset=["timestamp", *OHLCV], keep="first")
     if exact.any():
@@ -164,7 +208,8 @@ def check_candles(
     conflicting = df[df["timestamp"].duplicated(keep=False)]
     for t, grp in list(conflicting.groupby("timestamp"))[:_MAX_LISTED]:
         rows_vals = ", ".join(
-            f"row {r} close={_plain(c)!r}" for r, c in zip(grp["_row"], grp["close"], strict=True)
+            f"{row_name(int(r), rows)} close={_plain(c)!r}"
+            for r, c in zip(grp["_row"], grp["close"], strict=True)
         )
         report.errors.append(f"conflicting duplicate timestamp {_iso(t)}: {rows_vals}")
     df = df.drop_duplicates(subset=["timestamp"], keep="first")
@@ -175,6 +220,48 @@ def check_candles(
     for msg in report.errors:
         log.debug("%s: %s", source, msg)
     return frame, report
+
+
+def _apply_off_grid(
+    df: pd.DataFrame,
+    step: pd.Timedelta,
+    interval: str,
+    off_grid: str,
+    report: QualityReport,
+    rows: str,
+) -> pd.DataFrame:
+    """Refuse (an error), snap forward or drop the rows whose timestamp is off the grid."""
+    ts = df["timestamp"]
+    mask = (
+        ts.dt.tz_convert(None).to_numpy().view("int64") % step.value != 0
+    ) & ts.notna().to_numpy()
+    n = int(mask.sum())
+    if not n:
+        return df
+    idx = np.flatnonzero(mask)[:_MAX_OFF_GRID]
+    snapped = ts.dt.ceil(step)
+    if off_grid == "snap":
+        first = ", ".join(
+            f"{row_name(int(df['_row'].iloc[i]), rows)} {_iso(ts.iloc[i])} -> "
+            f"{_iso(snapped.iloc[i])}"
+            for i in idx
+        )
+        report.warnings.append(
+            f"{n} off-grid timestamp(s) snapped forward to the {interval} grid, first: {first}"
+        )
+        return df.assign(timestamp=ts.where(~mask, snapped))
+    first = ", ".join(f"{row_name(int(df['_row'].iloc[i]), rows)} {_iso(ts.iloc[i])}" for i in idx)
+    if off_grid == "drop":
+        report.warnings.append(
+            f"{n} off-grid row(s) dropped (not on the {interval} grid), first: {first}"
+        )
+        return df[~mask]
+    report.errors.append(
+        f"{n} timestamp(s) not on the {interval} grid, first: {first}"
+        + (" ..." if n > _MAX_OFF_GRID else "")
+        + "; data.quality.off_grid=snap or drop (CLI: --off-grid) repairs them"
+    )
+    return df
 
 
 def describe(
@@ -234,8 +321,13 @@ def describe(
 
 
 def _iso(t: Any) -> str:
-    """ISO-8601 UTC string of a timestamp, e.g. 2018-02-08T00:00:00Z."""
-    return pd.Timestamp(t).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """ISO-8601 UTC string of a timestamp, e.g. 2018-02-08T00:00:00Z (fractions when present)."""
+    t = pd.Timestamp(t)
+    if pd.isna(t):
+        return "NaT"
+    frac = t.microsecond * 1000 + t.nanosecond
+    text = t.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{frac:09d}".rstrip("0") + "Z" if frac else text + "Z"
 
 
 def _plain(value: Any) -> Any:

@@ -26,6 +26,27 @@ INTERVALS: dict[str, pd.Timedelta] = {
 }
 
 
+#: How a source's rows are named in messages (kept in a raw frame's ``attrs``): ``"file"`` rows
+#: are data rows counted from 1, the header not counted (``row 4501``); ``"index"`` rows are
+#: 0-based positions in the candles a caller passed (``candles[3100]``, as in a JSON request).
+FILE_ROWS, INDEX_ROWS = "file", "index"
+ROW_STYLES: dict[str, str] = {
+    FILE_ROWS: "rows are data rows counted from 1, the header not counted",
+    INDEX_ROWS: "candles[i] is the 0-based index into the candles given",
+}
+#: ``DataFrame.attrs`` keys under which a raw frame carries its source name and row style.
+SOURCE_ATTR, ROWS_ATTR = "cryptoforecast_source", "cryptoforecast_rows"
+#: The earliest plausible candle: before Bitcoin's first block (2009-01-03) nothing traded.
+EARLIEST_CANDLE = pd.Timestamp("2009-01-01", tz="UTC")
+#: How far past the current time a candle may be stamped (clock skew, time zones).
+FUTURE_SLACK = pd.Timedelta(days=1)
+
+
+def row_name(position: int, rows: str = FILE_ROWS) -> str:
+    """How messages name the row at 0-based ``position``: ``row 12`` or ``candles[11]``."""
+    return f"candles[{position}]" if rows == INDEX_ROWS else f"row {position + 1}"
+
+
 class DataError(ValueError):
     """Bad input data. The message names the file, the row or timestamp, and the value."""
 

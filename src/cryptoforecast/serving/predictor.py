@@ -33,8 +33,17 @@ import numpy as np
 import pandas as pd
 
 from cryptoforecast.backtest import strategies
-from cryptoforecast.data.quality import check_candles
-from cryptoforecast.data.schema import OHLCV, DataError, interval_to_timedelta
+from cryptoforecast.data.quality import QualityPolicy, check_candles
+from cryptoforecast.data.schema import (
+    EARLIEST_CANDLE,
+    FUTURE_SLACK,
+    INDEX_ROWS,
+    OHLCV,
+    ROWS_ATTR,
+    SOURCE_ATTR,
+    DataError,
+    interval_to_timedelta,
+)
 from cryptoforecast.data.sources import TIMESTAMP_ALIASES, normalize_raw_frame
 from cryptoforecast.export.bundle import MODEL_FILE, decode_outputs, verify_bundle
 from cryptoforecast.features.pipeline import FeatureSet
@@ -61,6 +70,8 @@ class Predictor:
         history_bars: candles used for the features (default: the spec's ``min_history``); more
             history changes recursive (EMA) features by less than their declared tolerance.
         source: a label for responses (e.g. ``btc:3`` when loaded from the registry).
+        quality: the quality policy for candles (default :class:`QualityPolicy`: off-grid
+            timestamps refused; ``QualityPolicy(off_grid="snap")`` or ``"drop"`` repairs them).
     """
 
     def __init__(
@@ -69,6 +80,7 @@ class Predictor:
         verify: bool = True,
         history_bars: int | None = None,
         source: str | None = None,
+        quality: QualityPolicy | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -90,6 +102,7 @@ class Predictor:
         self.min_history = int(self.spec["min_history"])
         self.history_bars = max(self.min_history, history_bars or self.min_history)
         self.source = source or str(self.folder)
+        self.quality = quality or QualityPolicy()
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # one small request at a time: threads cost more
         self.session = ort.InferenceSession(
@@ -126,20 +139,27 @@ class Predictor:
     def prepare_candles(self, candles: pd.DataFrame, keep_all: bool = False) -> pd.DataFrame:
         """Check raw candles and keep the last ``history_bars`` bars (canonical frame).
 
-        Accepts any column case and either a DatetimeIndex or a ``timestamp`` column.
+        Accepts any column case and either a DatetimeIndex or a ``timestamp`` column. Messages
+        name the rows as the user sees them: ``row N`` of the file (data rows from 1) for candles
+        from :func:`~cryptoforecast.data.sources.read_candle_file`, whose ``attrs`` name the file;
+        ``candles[i]`` (0-based, as in a request's JSON list) for any other frame. Rows before
+        the kept tail are parsed and range-checked, not quality-checked.
 
         Raises:
-            DataError: unparseable or invalid candles (NaN, OHLC violations, conflicting
-                duplicates, off-grid timestamps), named by row and timestamp.
+            DataError: unparseable or invalid candles (NaN or infinite values, OHLC violations,
+                conflicting duplicates, off-grid timestamps unless ``self.quality`` repairs them,
+                timestamps out of range), named by row and timestamp.
         """
+        source = str(candles.attrs.get(SOURCE_ATTR, "candles"))
+        rows = str(candles.attrs.get(ROWS_ATTR, INDEX_ROWS))
         raw = candles
         if isinstance(raw.index, pd.DatetimeIndex) and "timestamp" not in raw.columns:
             raw = raw.rename_axis("timestamp").reset_index()
-        raw = normalize_raw_frame(raw, source="candles")
-        raw = raw.sort_values("timestamp", kind="stable")
+        raw = normalize_raw_frame(raw, source=source, rows=rows)
+        raw = raw.sort_values("timestamp", kind="stable")  # keeps each row's position as index
         if not keep_all:  # a few spare rows for exact duplicates the check drops
             raw = raw.tail(self.history_bars + _SPARE_ROWS)
-        frame, report = check_candles(raw.reset_index(drop=True), "candles", self.interval)
+        frame, report = check_candles(raw, source, self.interval, self.quality, rows=rows)
         report.raise_for_errors()
         return frame if keep_all else frame.tail(self.history_bars)
 
@@ -176,6 +196,11 @@ class Predictor:
         ts = pd.DatetimeIndex(stamps).as_unit("ns").asi8
         if len(ts) == 0 or ts[0] == np.iinfo(np.int64).min or (np.diff(ts) <= 0).any():
             return None  # empty, NaT, unsorted or duplicated: the full path handles it
+        if (
+            ts[0] < EARLIEST_CANDLE.value
+            or ts[-1] > (pd.Timestamp.now("UTC") + FUTURE_SLACK).value
+        ):
+            return None  # out of range: the full path names the row
         start = max(0, len(ts) - self.history_bars - _SPARE_ROWS)
         values = np.column_stack([col.to_numpy()[start:] for col in columns])  # [rows, 5]
         o, h, lo, c, v = values.T
