@@ -55,7 +55,7 @@ def test_torch_runs_report_the_epoch_they_restored(make_cfg: Callable[..., DictC
     metrics = run(cfg)
     saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert saved["train/best_epoch"] == metrics["train/best_epoch"]
-    assert saved["train/best_epoch"] in (1.0, 2.0) and saved["ops/epochs"] == 2.0
+    assert saved["train/best_epoch"] in (1.0, 2.0) and saved["train/epochs"] == 2.0
 
 
 def test_summary_warns_only_about_fits_stuck_at_their_start(
@@ -73,5 +73,8 @@ def test_summary_warns_only_about_fits_stuck_at_their_start(
     assert len(lines) == 2
     assert "first iteration (h4) in 1 fit(s) (fold0/lightgbm)" in lines[0]
     assert "first epoch in 1 fit(s) (the model)" in lines[1]
+    one_epoch = {"train/best_epoch": 1.0, "train/epochs": 1.0}  # nothing later to prefer
+    assert stopped_at_start(one_epoch) == []
+    assert len(stopped_at_start({**one_epoch, "train/epochs": 5.0})) == 1
     print_summary(stuck, title="t")
     assert "early stopping kept the first epoch" in capsys.readouterr().out

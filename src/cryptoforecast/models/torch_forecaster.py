@@ -76,7 +76,7 @@ class TorchForecaster:
         Returns:
             ``ops/train_seconds``, ``ops/params``, ``ops/epochs`` (epochs run),
             ``val/loss_best`` and, with a checkpoint callback, ``train/best_epoch`` (the epoch
-            whose weights were restored, 1 = the first).
+            whose weights were restored, 1 = the first) and ``train/epochs`` (epochs run).
         """
         out_dir.mkdir(parents=True, exist_ok=True)
         self.dm = ForecastDataModule(samples, fold, **self.datamodule_kwargs)
@@ -112,6 +112,7 @@ class TorchForecaster:
             self.module.load_state_dict(saved["state_dict"])
             # Lightning counts epochs from 0; 1 = the first epoch (as LightGBM's best iteration)
             metrics["train/best_epoch"] = float(saved["epoch"]) + 1.0
+            metrics["train/epochs"] = float(trainer.current_epoch)
             log.info("restored the best weights (epoch %d) from %s", saved["epoch"] + 1, best)
         trainer.test(self.module, datamodule=self.dm, verbose=False)
         return metrics

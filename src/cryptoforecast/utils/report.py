@@ -81,14 +81,16 @@ def stopped_at_start(metrics: dict[str, float]) -> list[str]:
 
     Reads ``[fold<k>/][<base>/]train/best_iteration_h<h>`` (LightGBM, 1 = the first boosting
     round) and ``train/best_epoch`` (torch nets, 1 = the first epoch): such a model never beat
-    its start on validation data, so its forecasts are close to its initial guess.
+    its start on validation data, so its forecasts are close to its initial guess. A net that
+    ran a single epoch (``train/epochs`` 1) had no later epoch to prefer and is not reported.
     """
     hits: dict[str, list[str]] = {}
     for key, value in sorted(metrics.items()):
         head, sep, name = key.rpartition("train/")
         if not sep or not (name == "best_epoch" or name.startswith("best_iteration_h")):
             continue
-        if value is not None and value == 1:
+        ran = metrics.get(f"{head}train/epochs") if name == "best_epoch" else None
+        if value is not None and value == 1 and (ran is None or ran > 1):
             what = "epoch" if name == "best_epoch" else f"iteration ({name.rsplit('_', 1)[1]})"
             hits.setdefault(what, []).append(head.rstrip("/") or "the model")
     return [
