@@ -151,4 +151,8 @@ def test_identical_folds_check_fails_on_a_planted_mismatch(tmp_path: Path) -> No
     assert result.arms["base"]["n_trades"] == 0  # naive zero forecasts never go long
     # identical (zero) forecasts: no test possible, and the report says so
     assert "identical forecasts" in result.conclusions[0]
-    assert "rows dropped" in (tmp_path / "out" / "shifted.md").read_text()
+    page = (tmp_path / "out" / "shifted.md").read_text()
+    assert "rows dropped" in page
+    # the page names the trading rule behind its backtest columns
+    assert all(r["backtest_rule"] == "cost" for r in result.arms.values())
+    assert "Total return, Sharpe and trades: after fees and slippage, `cost` rule" in page

@@ -48,7 +48,7 @@ def test_attention_net_bundle(tmp_path: Path) -> None:
     assert (
         spec["interval"] == "1h" and spec["symbol"] == "BTCUSDT" and spec["task"] == "regression"
     )
-    assert spec["backtest"]["rule"] == "sign" and spec["backtest"]["fee_bps"] == 10.0
+    assert spec["backtest"]["rule"] == "cost" and spec["backtest"]["fee_bps"] == 10.0
     assert spec["model"]["output"] == "scaled_return" and len(spec["target_scale"]) == 1
     assert "paths" in (bundle / "config.yaml").read_text()
     # dynamic batch: any batch size runs and attention rows sum to 1
@@ -70,7 +70,8 @@ def test_lightgbm_bundles_regression_and_classifier(tmp_path: Path) -> None:
         assert json.loads((bundle / "scaler.json").read_text())["features"] is None
         inputs, outputs, _ = _graph_io(bundle / "model.onnx")
         assert inputs == [("x", ["batch", 64, 5])] and outputs == ["y_hat"]
-    assert spec["backtest"]["rule"] == "probability"  # classifiers trade p_up
+    # classifiers trade p_up's implied move, (2 p_up - 1) * typical_move, against the cost
+    assert spec["backtest"]["rule"] == "cost" and spec["backtest"]["typical_move"] > 0
 
 
 @pytest.mark.slow

@@ -149,7 +149,7 @@ def test_corrupted_ensemble_bundle_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_walk_forward_classifier_ensemble(tmp_path: Path) -> None:
-    """Logistic meta (weights, scale and intercept) over an LSTM and LightGBM, per fold."""
+    """NNLS meta on p_up (weights, scale and intercept) over an LSTM and LightGBM, per fold."""
     run = run_folder("ensemble_cls_wf")
     newest = export_run(run, tmp_path / "newest")
     first = export_run(run, tmp_path / "first", fold=0)
@@ -160,9 +160,13 @@ def test_walk_forward_classifier_ensemble(tmp_path: Path) -> None:
         assert manifest["predictions_check"]["column"] == "p_up"
         assert manifest["predictions_check"]["max_abs_diff"] <= 1e-5
     spec = json.loads((newest / "feature_spec.json").read_text())
-    assert spec["model"]["output"] == "p_up" and spec["model"]["meta"]["link"] == "logistic"
+    # a weighted average of the bases' p_up, shrunk towards 0.5: identity link, no inversion
+    assert spec["model"]["output"] == "p_up" and spec["model"]["meta"]["link"] == "identity"
     meta = json.loads((run / "fold_1" / "ensemble.json").read_text())
     assert spec["model"]["meta"]["intercept"] == meta["intercept"]
+    for weights, intercept in zip(meta["weights"], meta["intercept"], strict=True):
+        assert min(weights) >= 0.0 and sum(weights) <= 1.0 + 1e-12
+        assert intercept == pytest.approx(0.5 * (1.0 - sum(weights)))
     assert m_new["files"]["model.onnx"]["sha256"] != m_first["files"]["model.onnx"]["sha256"]
     session = ort.InferenceSession(str(newest / "model.onnx"), providers=["CPUExecutionProvider"])
     (p_up,) = session.run(["y_hat"], {"x": np.zeros((7, 64, 5))})

@@ -61,13 +61,16 @@ def test_signal_follows_the_backtest_rule(raw: pd.DataFrame) -> None:
     reg = Predictor.from_bundle(bundle_of("lightgbm"))
     out = reg.predict(raw.tail(200))
     y = out["forecasts"][0]["y_pred"]
-    assert out["signal"] == {"rule": "sign", "horizon": 1, "position": float(y > 0)}
+    # the default cost rule: long only when the forecast clears the 30 bps round trip
+    assert out["signal"] == {"rule": "cost", "horizon": 1, "position": float(y > 0.003)}
     cls = Predictor.from_bundle(bundle_of("lightgbm_cls"))
     out = cls.predict(raw.tail(200))
     p = out["forecasts"][0]["p_up"]
     assert 0.0 <= p <= 1.0 and out["forecasts"][0]["y_pred"] == float(p > 0.5)
-    assert out["signal"]["rule"] == "probability"
-    assert out["signal"]["position"] == (1.0 if p > 0.55 else 0.0)
+    move = cls.spec["backtest"]["typical_move"]  # measured before the exported fold's test
+    assert 0.0 < move < 0.05
+    assert out["signal"]["rule"] == "cost"
+    assert out["signal"]["position"] == (1.0 if (2 * p - 1) * move > 0.003 else 0.0)
 
 
 def test_clear_errors_for_short_or_gappy_candles(raw: pd.DataFrame) -> None:

@@ -61,7 +61,10 @@ def test_fast_dev_run_writes_the_run_folder(make_cfg: Callable[..., DictConfig])
         "sortino",
         "annual_return",
     ):
-        assert f"backtest/{key}" in saved
+        assert f"backtest/{key}" in saved and f"backtest_sign/{key}" in saved
+    # backtest/* trades only moves beyond the cost (a subset of the sign rule's positions)
+    assert saved["backtest/exposure"] <= saved["backtest_sign/exposure"]
+    assert saved["backtest/bh_total_return"] == saved["backtest_sign/bh_total_return"]
     assert (out / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     scaler = json.loads((out / "scaler.json").read_text())
     assert len(scaler["feature_names"]) == saved["data/n_features"]

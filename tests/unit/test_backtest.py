@@ -18,7 +18,7 @@ from cryptoforecast.backtest import (
     run_backtest,
     strategies,
 )
-from cryptoforecast.backtest.engine import TRADE_COLUMNS
+from cryptoforecast.backtest.engine import TRADE_COLUMNS, typical_move
 from cryptoforecast.data.targets import TargetSpec, make_targets
 from cryptoforecast.evaluation.predictions import make_prediction_frame
 
@@ -61,7 +61,8 @@ def preds(
 
 
 def spec(**kw: object) -> BacktestSpec:
-    return BacktestSpec(**kw)  # type: ignore[arg-type]
+    """The sign rule unless told otherwise: these tests pin timing and PnL, not the rule."""
+    return BacktestSpec(**{"rule": "sign", **kw})  # type: ignore[arg-type]
 
 
 def close_to(actual: object, expected: object) -> None:
@@ -455,3 +456,81 @@ def test_bad_inputs_fail_loudly() -> None:
         run_backtest(preds([7], [0.01]), candles(CLOSES), spec())
     with pytest.raises(ValueError, match="increasing"):
         run_backtest(frame, candles(CLOSES).iloc[::-1], spec())
+
+
+# ---------------------------------------------------------------- the cost-aware default rule
+
+
+def _noisy_candles(n: int, seed: int = 0, vol: float = 0.01) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return candles(list(100.0 * np.exp(np.cumsum(rng.normal(0.0, vol, n)))))
+
+
+def test_near_zero_forecaster_makes_no_trades_under_the_default_rule() -> None:
+    # forecasts as small as the issue's (std 1.8e-5 .. 5.1e-4), far below the 30 bps round trip
+    rng = np.random.default_rng(1)
+    y_pred = list(rng.normal(0.0, 5e-4, 200))
+    frame, bars = preds(list(range(100, 300)), y_pred), _noisy_candles(320)
+    default = run_backtest(frame, bars, BacktestSpec())
+    assert BacktestSpec().rule == "cost" and BacktestSpec().round_trip_cost == pytest.approx(0.003)
+    assert default.metrics["n_trades"] == 0 and default.metrics["cost_paid"] == 0.0
+    assert (default.bars["position"] == 0.0).all() and default.metrics["total_return"] == 0.0
+    both = run_backtest(frame, bars, BacktestSpec(long_short=True))
+    assert both.metrics["n_trades"] == 0
+    # the plain sign rule trades the same noise (what the default did before)
+    plain = run_backtest(frame, bars, BacktestSpec(rule="sign"))
+    assert plain.metrics["n_trades"] > 20 and plain.metrics["cost_paid"] > 0.03
+
+
+def test_cost_rule_trades_only_moves_beyond_the_round_trip() -> None:
+    # round trip 2 * (10 + 5) / 1e4 = 0.003; threshold adds to it
+    y = [0.0031, 0.0029, -0.0031, -0.0029, 0.01, float("nan")]
+    close_to(strategies.cost_aware(y, 0.003), [1, 0, 0, 0, 1, 0])
+    close_to(strategies.cost_aware(y, 0.003, long_short=True), [1, 0, -1, 0, 1, 0])
+    close_to(strategies.cost_aware(y, 0.003, threshold=0.005), [0, 0, 0, 0, 1, 0])
+    res = run_backtest(preds(list(range(6)), y[:5] + [0.0]), candles(CLOSES), BacktestSpec())
+    close_to(res.bars["position"], [1, 0, 0, 0, 1, 0])
+    cheap = BacktestSpec(fee_bps=0.0, slippage_bps=1.0)  # round trip 2 bps: every move clears
+    res = run_backtest(preds(list(range(6)), y[:5] + [0.0]), candles(CLOSES), cheap)
+    close_to(res.bars["position"], [1, 1, 0, 0, 1, 0])
+    with pytest.raises(ValueError, match="typical_move"):
+        BacktestSpec(typical_move=0.0)
+
+
+def test_classifier_cost_rule_uses_a_typical_move_measured_before_the_test() -> None:
+    bars = _noisy_candles(200, seed=2)
+    bars_at = list(range(100, 110))
+    p_up = [0.9, 0.6, 0.1, 0.5, 0.75, 0.95, 0.3, 0.52, 0.99, 0.05]
+    frame = preds(bars_at, [float(p > 0.5) for p in p_up], p_up=p_up)
+    close = bars["close"].to_numpy()
+    known = np.abs(np.diff(np.log(close[:101])))  # 1-bar moves whose closes are known at bar 100
+    move = typical_move(bars, T0 + 100 * H, 1)
+    assert move == pytest.approx(known.mean(), rel=1e-12)
+    # no look-ahead: the test period's candles do not change it
+    wild = bars.copy()
+    wild.iloc[101:, 0] = wild["close"].iloc[101:] * np.linspace(1.0, 3.0, 99)
+    assert typical_move(wild, T0 + 100 * H, 1) == move
+    res = run_backtest(frame, bars, BacktestSpec(long_short=True))
+    edge = (2 * np.asarray(p_up) - 1) * move
+    expected = np.where(edge > 0.003, 1.0, np.where(edge < -0.003, -1.0, 0.0))
+    close_to(res.bars["position"].iloc[:10], expected)
+    assert 0 < np.abs(expected).sum() < len(p_up)  # some calls clear the cost, some do not
+    fixed = run_backtest(frame, bars, BacktestSpec(typical_move=1e-3))  # edge <= 1e-3 < cost
+    assert fixed.metrics["n_trades"] == 0
+    with pytest.raises(ValueError, match="typical 1-bar move"):  # too little history before
+        run_backtest(preds([5, 6], [1.0, 0.0], p_up=[0.9, 0.1]), bars, BacktestSpec())
+
+
+def test_classifier_cost_rule_measures_each_fold_before_its_own_start() -> None:
+    bars = _noisy_candles(300, seed=4)
+    first = preds(list(range(100, 110)), [1.0] * 10, p_up=[0.8] * 10)
+    second = preds(list(range(200, 210)), [1.0] * 10, p_up=[0.8] * 10).assign(fold=1)
+    frame = pd.concat([first, second], ignore_index=True)
+    moves = [typical_move(bars, T0 + b * H, 1) for b in (100, 200)]
+    assert moves[0] != moves[1]
+    spec_ = BacktestSpec(fee_bps=0.0, slippage_bps=(0.6 * sum(moves) / 2) * 1e4 / 2)
+    # p_up 0.8 -> edge 0.6 * move: trades in the fold whose own typical move clears the cost
+    res = run_backtest(frame, bars, spec_)
+    held = res.bars.set_index("timestamp")["position"]
+    in_fold = [held[T0 + (b + 1) * H] for b in (100, 200)]
+    assert in_fold == [float(0.6 * m > spec_.round_trip_cost) for m in moves]

@@ -82,6 +82,7 @@ def test_window_audit_catches_planted_leaks(gappy_real: SampleSet) -> None:
         HoldoutSplit(val_start="2018-05-01", test_start="2018-06-15"),
         WalkForwardSplit(n_folds=3, val_bars=300, test_bars=300, train_bars=1000),
         WalkForwardSplit(n_folds=2, val_bars=200, test_bars=200, mode="rolling", train_bars=800),
+        WalkForwardSplit(val_bars=300, test_bars=500, train_bars=1000, test_start="2018-06-01"),
     ],
 )
 def test_purge_audit_passes_for_every_split(gappy_real: SampleSet, split: object) -> None:
@@ -111,6 +112,39 @@ def test_walk_forward_tiles_the_end_and_expands() -> None:
     for a, b in zip(folds, folds[1:], strict=False):
         assert a.test[-1] < b.test[0] and b.test[0] - a.test[-1] <= 3  # tiles, purge apart
         assert a.train[0] == b.train[0] == 0 and len(b.train) > len(a.train)  # expanding
+
+
+@pytest.mark.parametrize("mode", ["expanding", "rolling"])
+def test_walk_forward_test_start_tiles_from_the_date_and_no_label_crosses(mode: str) -> None:
+    ts = pd.date_range("2024-01-01", periods=3000, freq="h", tz="UTC")
+    bar, reach = pd.Timedelta(hours=1), 5
+    split = WalkForwardSplit(
+        val_bars=200, test_bars=300, train_bars=600, mode=mode, test_start="2024-03-24 08:00"
+    )
+    folds = split.folds(ts, bar, reach=reach)
+    start = int(ts.get_loc(pd.Timestamp("2024-03-24 08:00", tz="UTC")))
+    assert start == 2000 and len(folds) == 4  # 2000, 2300, 2600, 2900 (100 samples) -> end
+    assert folds[0].test[0] == start and folds[-1].test[-1] == 2999
+    for k, fold in enumerate(folds):
+        lo = start + 300 * k
+        assert fold.test[0] == lo and fold.describe(ts)["test_from"] == str(ts[lo])
+        # every train and val label ends before the next segment starts, by exactly the purge
+        assert ts[fold.train[-1]] + reach * bar < ts[fold.val[0]]
+        assert ts[fold.val[-1]] + reach * bar < ts[fold.test[0]]
+        assert ts[fold.val[-1]] + (reach + 1) * bar == ts[fold.test[0]]  # nothing over-purged
+    for a, b in zip(folds, folds[1:], strict=False):
+        assert b.test[0] == a.test[-1] + 1  # test segments tile without gap or overlap
+    # one bar later moves every boundary by one bar, and the purge moves with it
+    later = dataclasses.replace(split, test_start="2024-03-24 09:00").folds(ts, bar, reach=reach)
+    assert [f.test[0] for f in later] == [f.test[0] + 1 for f in folds[: len(later)]]
+    assert all(ts[f.val[-1]] + reach * bar < ts[f.test[0]] for f in later)
+    # a date off the bar grid starts at the next bar
+    off = dataclasses.replace(split, test_start="2024-03-24 07:30").folds(ts, bar, reach=reach)
+    assert off[0].test[0] == start
+    with pytest.raises(Exception, match="split.test_start=2025-01-01 lies outside the samples"):
+        dataclasses.replace(split, test_start="2025-01-01").folds(ts, bar, reach=reach)
+    with pytest.raises(Exception, match="split.test_start='soon' is not a date"):
+        dataclasses.replace(split, test_start="soon").folds(ts, bar, reach=reach)
 
 
 def test_split_too_small_names_the_numbers() -> None:

@@ -133,11 +133,19 @@ def test_rolling_accuracy_and_mae_hand_computed() -> None:
     assert frame[["da", "mae", "mae_ratio"]].iloc[:3].isna().all().all()
     assert frame["max_psi"].isna().all()  # no features given: drift off
 
+    # the summary is as of the last candle's close (bar 9): it holds every decision's label,
+    # those of the last two decisions included, though no decision row came after them
     s = report.summary
-    assert s["n_scored"] == 6 and s["n_pending"] == 2 and s["n_unscorable"] == 0
-    assert s["directional_accuracy"] == pytest.approx(1 / 3)
-    assert s["overall_directional_accuracy"] == pytest.approx(2 / 5)  # decisions 0..5
-    assert s["overall_mae_ratio"] == pytest.approx(0.12 / 0.09)
+    assert s["as_of"] == (T0 + 10 * HOUR).isoformat()
+    assert s["last_decision_as_of"] == (T0 + 8 * HOUR).isoformat()
+    assert s["n_scored"] == 8 and s["n_pending"] == 0 and s["n_unscorable"] == 0
+    assert s["directional_accuracy"] == pytest.approx(1 / 3)  # decisions 5, 6, 7
+    assert s["mae_ratio"] == pytest.approx((0.03 + 0.0 + 0.02) / (0.01 + 0.01 + 0.02))
+    assert s["overall_directional_accuracy"] == pytest.approx(3 / 7)  # decisions 0..7
+    assert s["overall_mae_ratio"] == pytest.approx(0.14 / 0.12)
+    # one candle less: the last decision's label is past the data, so it alone is pending
+    short = monitor_decisions(_decisions(Y_PRED), _candles(R[:-1]), execution_lag=1, spec=spec)
+    assert short.summary["n_scored"] == 7 and short.summary["n_pending"] == 1
     # the breach rows: DA 0.5 is not below 0.5 until row 7; ratios > 1.05 from row 4
     kinds = [(a.kind, a.status, a.time) for a in report.alerts]
     assert kinds == [

@@ -21,6 +21,13 @@ Timing (the place where look-ahead sneaks in, so it is spelled out and tested):
 - The span of ``bars`` runs from the first decision's execution bar to the last decision's last
   held bar (limited by the candles); buy and hold is measured over exactly these bars.
 
+Rules (:mod:`.strategies`): the default ``cost`` rule trades only forecasts whose expected move
+clears the round-trip cost ``2 * (fee_bps + slippage_bps) / 1e4``; for a classifier the expected
+move is ``(2 * p_up - 1) * typical_move``, where ``typical_move`` (unless set in the spec) is the
+mean absolute ``h``-bar log return of the candles up to each fold's first decision (its
+training and validation period: no bar it trades, see :func:`typical_move`). ``sign`` trades
+every forecast's sign and ``probability`` fixed ``p_up`` bands.
+
 Costs: every change of position pays ``|change| * (fee_bps + slippage_bps) / 1e4`` (fee and
 slippage per side, so a long -> short flip pays twice), charged on the bar of the trade as a
 simple-return fraction of equity. There is no forced close at the end: a position still open
@@ -73,7 +80,16 @@ TRADE_COLUMNS: tuple[str, ...] = (
     "closed",
 )
 
-__all__ = ["BacktestResult", "BacktestSpec", "periods_per_year_for", "run_backtest"]
+__all__ = [
+    "BacktestResult",
+    "BacktestSpec",
+    "periods_per_year_for",
+    "run_backtest",
+    "typical_move",
+]
+
+# Fewest h-bar returns a classifier's typical move is measured on before the cost rule trusts it.
+MIN_MOVES = 30
 
 
 def _is_int(x: object) -> bool:
@@ -89,8 +105,11 @@ class BacktestSpec:
     """How predictions become positions and what trading costs. Built from ``conf/backtest``.
 
     Args:
-        rule: ``sign`` (trade the sign of ``y_pred``) or ``probability`` (trade ``p_up``).
-        threshold: dead band of the ``sign`` rule, in log-return units (>= 0).
+        rule: ``cost`` (default: trade only expected moves beyond the round-trip cost, for
+            regressions and classifiers alike), ``sign`` (trade the sign of ``y_pred``) or
+            ``probability`` (trade ``p_up`` against ``upper`` / ``lower``).
+        threshold: dead band of the ``sign`` rule, in log-return units (>= 0); the ``cost``
+            rule adds it on top of the round-trip cost.
         upper: ``probability`` rule: long above this ``p_up``.
         lower: ``probability`` rule: short (or flat) below this ``p_up``.
         long_short: allow short positions (default long/flat).
@@ -101,9 +120,11 @@ class BacktestSpec:
         hold_bars: bars a decision stays valid after its execution before going flat (>= 1).
         periods_per_year: bars per year for annualising; None = from the candles' bar length
             (365 days of 24/7 trading: 8760 for 1h, 2190 for 4h, 365 for 1d).
+        typical_move: ``cost`` rule for classifiers: mean absolute log return over the traded
+            horizon (> 0); None = measured per fold on the candles before its first decision.
     """
 
-    rule: str = "sign"
+    rule: str = "cost"
     threshold: float = 0.0
     upper: float = 0.55
     lower: float = 0.45
@@ -114,6 +135,7 @@ class BacktestSpec:
     horizon: int | None = None
     hold_bars: int = 1
     periods_per_year: float | None = None
+    typical_move: float | None = None
 
     def __post_init__(self) -> None:
         if self.rule not in strategies.RULES:
@@ -144,11 +166,19 @@ class BacktestSpec:
         ppy = self.periods_per_year
         if ppy is not None and (not _is_number(ppy) or not math.isfinite(ppy) or ppy <= 0):
             raise ValueError(f"backtest.periods_per_year must be null or > 0, got {ppy!r}")
+        move = self.typical_move
+        if move is not None and (not _is_number(move) or not math.isfinite(move) or move <= 0):
+            raise ValueError(f"backtest.typical_move must be null or > 0, got {move!r}")
 
     @property
     def cost_rate(self) -> float:
         """Cost per unit of position change, as a fraction: ``(fee + slippage) / 1e4``."""
         return (self.fee_bps + self.slippage_bps) / 1e4
+
+    @property
+    def round_trip_cost(self) -> float:
+        """Entry plus exit cost of one trade: ``2 * (fee + slippage) / 1e4``."""
+        return strategies.round_trip_cost(self.fee_bps, self.slippage_bps)
 
 
 @dataclass
@@ -241,8 +271,54 @@ def _select(predictions: pd.DataFrame, spec: BacktestSpec) -> pd.DataFrame:
     return frame
 
 
-def _target_positions(frame: pd.DataFrame, spec: BacktestSpec) -> FloatArray:
-    """Apply the spec's rule to the selected predictions."""
+def _measured_move(
+    ts: IntArray, close: FloatArray, step: int, before_ns: int, horizon: int
+) -> float:
+    """Mean ``|log(close[k + h] / close[k])|`` over candles opened at or before ``before_ns``.
+
+    Their closes are all known at the decision made at the close of the bar opened at
+    ``before_ns``.
+    """
+    known = ts <= before_ns
+    grid, c = (ts[known] - ts[0]) // step, close[known]
+    j = np.searchsorted(grid, grid + horizon)
+    ok = j < grid.size
+    ok[ok] = grid[j[ok]] == grid[ok] + horizon  # k and k + h both present (no gap between)
+    moves = np.abs(np.log(c[j[ok]] / c[ok]))
+    if moves.size < MIN_MOVES:
+        at = pd.Timestamp(int(before_ns), tz="UTC")
+        raise ValueError(
+            f"backtest.rule=cost for a classifier measures the typical {horizon}-bar move on the "
+            f"candles up to the first decision ({at}); they hold {moves.size} such returns, need "
+            f">= {MIN_MOVES} (give backtest.typical_move, or candles reaching further back)"
+        )
+    return float(moves.mean())
+
+
+def typical_move(candles: pd.DataFrame, before: pd.Timestamp | str, horizon: int) -> float:
+    """A classifier's typical move for the ``cost`` rule, measured without look-ahead.
+
+    Args:
+        candles: canonical candle frame (UTC DatetimeIndex of bar open times, ``close``).
+        before: open time of the first decision bar; only candles opened at or before it count.
+        horizon: bars of the traded forecast horizon.
+
+    Returns:
+        The mean absolute ``horizon``-bar log return over those candles (gaps skipped).
+
+    Raises:
+        ValueError: fewer than :data:`MIN_MOVES` such returns.
+    """
+    ts, close, step = _candle_arrays(candles)
+    at = pd.Timestamp(before)
+    at = at.tz_localize("UTC") if at.tz is None else at
+    return _measured_move(ts, close, step, int(at.as_unit("ns").value), int(horizon))
+
+
+def _target_positions(
+    frame: pd.DataFrame, spec: BacktestSpec, ts: IntArray, close: FloatArray, step: int
+) -> FloatArray:
+    """Apply the spec's rule to the selected predictions (candles: for the typical move)."""
     has_p_up = "p_up" in frame.columns and frame["p_up"].notna().any()
     if spec.rule == "probability":
         if not has_p_up:
@@ -250,14 +326,43 @@ def _target_positions(frame: pd.DataFrame, spec: BacktestSpec) -> FloatArray:
         return strategies.probability(
             frame["p_up"].to_numpy(dtype=np.float64), spec.upper, spec.lower, spec.long_short
         )
+    if spec.rule == "cost":
+        if not has_p_up:
+            move = frame["y_pred"].to_numpy(dtype=np.float64)
+        else:
+            move = _classifier_moves(frame, spec, ts, close, step)
+        return strategies.cost_aware(move, spec.round_trip_cost, spec.threshold, spec.long_short)
     if has_p_up:
         raise ValueError(
             "predictions carry p_up (a classifier: y_pred is a class, not a return); "
-            "use backtest.rule=probability"
+            "use backtest.rule=probability or cost"
         )
     return strategies.sign(
         frame["y_pred"].to_numpy(dtype=np.float64), spec.threshold, spec.long_short
     )
+
+
+def _classifier_moves(
+    frame: pd.DataFrame, spec: BacktestSpec, ts: IntArray, close: FloatArray, step: int
+) -> FloatArray:
+    """Expected moves of a classifier's rows, each fold's typical move measured before it."""
+    p_up = frame["p_up"].to_numpy(dtype=np.float64)
+    folds = frame["fold"].to_numpy() if "fold" in frame.columns else np.zeros(len(frame))
+    p_ns = _utc_ns(pd.DatetimeIndex(frame["timestamp"]))
+    horizon = int(frame["horizon"].iloc[0])
+    move = np.empty_like(p_up)
+    for fold in np.unique(folds):
+        rows = folds == fold
+        size = spec.typical_move or _measured_move(ts, close, step, int(p_ns[rows].min()), horizon)
+        move[rows] = strategies.expected_move(p_up[rows], size)
+        log.info(
+            "cost rule, fold %s: typical %d-bar move %.6g, trades p_up beyond 0.5 +/- %.4f",
+            fold,
+            horizon,
+            size,
+            spec.round_trip_cost / (2.0 * size),
+        )
+    return move
 
 
 def run_backtest(
@@ -279,8 +384,8 @@ def run_backtest(
             in the span the predictions trade.
     """
     frame = _select(predictions, spec)
-    target = _target_positions(frame, spec)
     ts, close, step = _candle_arrays(candles)
+    target = _target_positions(frame, spec, ts, close, step)
     p_ns = _utc_ns(pd.DatetimeIndex(frame["timestamp"]))
     if ((p_ns - ts[0]) % step).any():
         raise ValueError("prediction timestamps are off the candles' bar grid")

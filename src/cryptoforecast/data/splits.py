@@ -25,10 +25,13 @@ class Fold:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    test_from: str | None = None  # the boundary the test segment starts at (split.test_start)
 
     def describe(self, timestamps: pd.DatetimeIndex) -> dict[str, object]:
         """Sizes and time spans of each segment, for logs and metrics."""
         out: dict[str, object] = {"fold": self.number}
+        if self.test_from is not None:
+            out["test_from"] = self.test_from
         for name in ("train", "val", "test"):
             part = getattr(self, name)
             out[f"n_{name}"] = len(part)
@@ -113,7 +116,12 @@ class WalkForwardSplit:
     """Walk-forward folds: train, val and test move forward in time together.
 
     The last fold's test segment ends at the last sample; earlier folds step back by
-    ``step_bars`` (default: ``test_bars``, so test segments tile without overlap).
+    ``step_bars`` (default: ``test_bars``, so test segments tile without overlap). With
+    ``test_start`` (a date) the folds instead start there: fold ``k`` tests from
+    ``test_start + k * step_bars`` bars for ``test_bars`` bars, as many folds as reach the last
+    sample (the last one may be shorter; ``n_folds`` is then not used). Either way every training
+    and validation label ends before the segment after it starts (the purge), and ``splits.json``
+    records each fold's boundary as ``test_from``.
 
     Args:
         n_folds: number of folds.
@@ -123,6 +131,8 @@ class WalkForwardSplit:
         mode: ``expanding`` (train from the first sample) or ``rolling`` (``train_bars`` long).
         train_bars: training length for ``rolling``; minimum training length for ``expanding``.
         purge_bars: extra bars dropped between segments on top of ``execution_lag + horizon``.
+        test_start: ISO date (UTC) where the first test segment starts; None = tile back from
+            the end in ``n_folds`` folds.
     """
 
     n_folds: int = 4
@@ -132,6 +142,7 @@ class WalkForwardSplit:
     mode: str = "expanding"
     train_bars: int = 2000
     purge_bars: int = 0
+    test_start: str | None = None
 
     def folds(self, timestamps: pd.DatetimeIndex, step: pd.Timedelta, reach: int) -> list[Fold]:
         """All folds, oldest first."""
@@ -144,10 +155,10 @@ class WalkForwardSplit:
         shift = self.step_bars or self.test_bars
         end = int(times[-1]) + bar
         reach_ns = (reach + self.purge_bars) * bar
+        starts = self._test_starts(times, bar, shift, end)
         folds = []
-        for k in range(self.n_folds):
-            test_end = end - (self.n_folds - 1 - k) * shift * bar
-            test_start = test_end - self.test_bars * bar
+        for k, test_start in enumerate(starts):
+            test_end = min(test_start + self.test_bars * bar, end)
             val_start = test_start - self.val_bars * bar
             if self.mode == "expanding":
                 train_start = int(times[0])
@@ -156,10 +167,31 @@ class WalkForwardSplit:
             train, val, test = _cut(
                 times, [train_start, val_start, test_start, test_end], reach_ns
             )
-            fold = Fold(k, train, val, test)
+            test_from = None
+            if self.test_start is not None:
+                test_from = str(pd.Timestamp(test_start, unit="ns", tz="UTC"))
+            fold = Fold(k, train, val, test, test_from)
             _check_sizes(fold, timestamps, min_train=self.train_bars // 2)
             folds.append(fold)
         return folds
+
+    def _test_starts(self, times: np.ndarray, bar: int, shift: int, end: int) -> list[int]:
+        """Start (int ns) of each fold's test segment: back from the end, or from test_start."""
+        if self.test_start is None:
+            last = end - self.test_bars * bar
+            return [last - (self.n_folds - 1 - k) * shift * bar for k in range(self.n_folds)]
+        try:
+            first = pd.Timestamp(self.test_start)
+        except ValueError as exc:
+            raise DataError(f"split.test_start={self.test_start!r} is not a date") from exc
+        first = first.tz_localize("UTC") if first.tz is None else first.tz_convert("UTC")
+        start = int(first.as_unit("ns").value)
+        if not int(times[0]) < start <= int(times[-1]):
+            lo, hi = (pd.Timestamp(int(t), tz="UTC") for t in (times[0], times[-1]))
+            raise DataError(
+                f"split.test_start={self.test_start} lies outside the samples {lo} -> {hi}"
+            )
+        return list(range(start, end, shift * bar))
 
 
 def split_on_time_grid(
@@ -183,7 +215,7 @@ def split_on_time_grid(
     folds = []
     for f in grid_folds:
         train, val, test = (np.flatnonzero(np.isin(slot, seg)) for seg in (f.train, f.val, f.test))
-        folds.append(Fold(f.number, train, val, test))
+        folds.append(Fold(f.number, train, val, test, f.test_from))
     return folds
 
 

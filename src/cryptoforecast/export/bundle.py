@@ -197,7 +197,9 @@ def export_run(run_dir: Path, out: Path | None = None, fold: int | None = None) 
     try:
         info = _export_model(cfg, model_dir, samples, chosen, tmp)
         check = _check_run_predictions(run_dir, samples, chosen, info, tmp)
-        _write_side_files(cfg, run_dir, samples, chosen, feature_set, spec, info, tmp)
+        _write_side_files(
+            cfg, run_dir, samples, chosen, feature_set, spec, info, tmp, data.candles.frame
+        )
         write_manifest(
             tmp,
             {
@@ -386,7 +388,7 @@ def _ensemble_member(
 
     from cryptoforecast.export.ensemble_onnx import Member
     from cryptoforecast.export.onnx import PARITY_BATCHES, ExportError
-    from cryptoforecast.models.factory import base_forecaster
+    from cryptoforecast.models.factory import ensemble_member
     from cryptoforecast.models.lightgbm_forecaster import LightGBMForecaster
     from cryptoforecast.models.torch_forecaster import TorchForecaster
 
@@ -394,7 +396,7 @@ def _ensemble_member(
         raise BundleError(f"{folder}: missing (the ensemble's {name} base model)")
     n_features, n_out = samples.n_features, len(samples.target.horizons)
     recent = windows[-max(PARITY_BATCHES) :]
-    forecaster = base_forecaster(cfg, name)  # built exactly as the ensemble built it
+    forecaster = ensemble_member(cfg, name)  # built exactly as the ensemble built it
     if isinstance(forecaster, TorchForecaster):
         import torch
 
@@ -530,6 +532,7 @@ def _write_side_files(
     spec: Any,
     info: dict[str, Any],
     out: Path,
+    candles: Any = None,
 ) -> None:
     import numpy as np
     from hydra.utils import instantiate
@@ -541,6 +544,15 @@ def _write_side_files(
     backtest = instantiate(cfg.backtest)
     if task == "classification" and backtest.rule == "sign":
         backtest = dataclasses.replace(backtest, rule="probability")
+    if task == "classification" and backtest.rule == "cost" and backtest.typical_move is None:
+        # the typical move the training backtest measured for this fold: candles before its test
+        from cryptoforecast.backtest.engine import typical_move
+
+        first = samples.windows.timestamps[fold.test[0]]
+        horizon = backtest.horizon or min(spec.horizons)
+        backtest = dataclasses.replace(
+            backtest, typical_move=typical_move(candles, first, int(horizon))
+        )
     feature_spec = {
         **feature_set.to_spec(),
         "horizons": list(spec.horizons),

@@ -75,7 +75,8 @@ def build_forecaster(cfg: DictConfig) -> Forecaster:
         kwargs = OmegaConf.to_container(cfg.model.module, resolve=True)
         assert isinstance(kwargs, dict)
         kwargs.pop("_target_")
-        return StackingEnsemble(**kwargs, make_base=functools.partial(base_forecaster, cfg))
+        make_base = functools.partial(ensemble_member, cfg)
+        return StackingEnsemble(**kwargs, make_base=make_base)
     if not _is_torch(cfg.model):
         return build_model(cfg.model, n_features=0, n_outputs=0, task=task)  # type: ignore[no-any-return]
     from cryptoforecast.models.torch_forecaster import TorchForecaster
@@ -119,12 +120,18 @@ def build_forecaster(cfg: DictConfig) -> Forecaster:
     )
 
 
-def base_forecaster(cfg: DictConfig, name: str, variant: str | None = None) -> Forecaster:
+def base_forecaster(
+    cfg: DictConfig,
+    name: str,
+    variant: str | None = None,
+    module_overrides: dict[str, Any] | None = None,
+) -> Forecaster:
     """A Forecaster for ``conf/model/<name>.yaml`` inside the root config ``cfg``.
 
     Used by the ensemble: same data, features, task, trainer and seed; only the model differs.
     Model files written as ``@package _global_`` (tcn) contribute their ``model`` node only, so
-    every base model shares the ensemble's windows.
+    every base model shares the ensemble's windows. ``variant`` replaces the model's preset and
+    ``module_overrides`` are merged into its ``module`` (explicit size keys win over the preset).
     """
     if name not in known_models():
         raise ValueError(f"unknown model {name!r}; known: {', '.join(known_models())}")
@@ -136,7 +143,29 @@ def base_forecaster(cfg: DictConfig, name: str, variant: str | None = None) -> F
         sub.model = node
         if variant is not None:
             sub.model.variant = variant
+        if module_overrides:
+            sub.model.module = OmegaConf.merge(sub.model.module, module_overrides)
     return build_forecaster(sub)
+
+
+def ensemble_member(cfg: DictConfig, name: str) -> Forecaster:
+    """An ensemble's base model, with the ensemble's ``model.variant`` and size overrides.
+
+    ``model.base_overrides[name]`` is merged into the member's ``model.module``. The pipeline
+    and the export build members alike through this function.
+    """
+    node = cfg.model.get("base_overrides")
+    overrides = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+    if not isinstance(overrides, dict):
+        raise ValueError(f"model.base_overrides must map base model names to keys, got {node}")
+    members = list(cfg.model.module.get("base_models") or [])
+    unknown = sorted(set(overrides) - set(members))
+    if unknown:
+        raise ValueError(
+            f"model.base_overrides names {unknown}, not among model.module.base_models {members}"
+        )
+    variant = str(cfg.model.get("variant", "default"))
+    return base_forecaster(cfg, name, variant, overrides.get(name))
 
 
 def _torch_module(model_cfg: DictConfig, task: str, n_features: int, n_outputs: int) -> Any:

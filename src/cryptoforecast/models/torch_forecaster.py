@@ -71,7 +71,13 @@ class TorchForecaster:
         self.dm: ForecastDataModule | None = None
 
     def fit(self, samples: SampleSet, fold: Fold, out_dir: Path) -> dict[str, float]:
-        """Train on ``fold.train``, early-stop on ``fold.val``, restore the best weights."""
+        """Train on ``fold.train``, early-stop on ``fold.val``, restore the best weights.
+
+        Returns:
+            ``ops/train_seconds``, ``ops/params``, ``ops/epochs`` (epochs run),
+            ``val/loss_best`` and, with a checkpoint callback, ``train/best_epoch`` (the epoch
+            whose weights were restored, 1 = the first) and ``train/epochs`` (epochs run).
+        """
         out_dir.mkdir(parents=True, exist_ok=True)
         self.dm = ForecastDataModule(samples, fold, **self.datamodule_kwargs)
         self.dm.setup("fit")
@@ -102,9 +108,12 @@ class TorchForecaster:
         ckpt = trainer.checkpoint_callback
         best = getattr(ckpt, "best_model_path", "") if ckpt else ""
         if best and not trainer.fast_dev_run:
-            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-            self.module.load_state_dict(state)
-            log.info("restored the best weights from %s", best)
+            saved = torch.load(best, map_location="cpu", weights_only=True)
+            self.module.load_state_dict(saved["state_dict"])
+            # Lightning counts epochs from 0; 1 = the first epoch (as LightGBM's best iteration)
+            metrics["train/best_epoch"] = float(saved["epoch"]) + 1.0
+            metrics["train/epochs"] = float(trainer.current_epoch)
+            log.info("restored the best weights (epoch %d) from %s", saved["epoch"] + 1, best)
         trainer.test(self.module, datamodule=self.dm, verbose=False)
         return metrics
 

@@ -92,6 +92,7 @@ ARM_COLUMNS = [
     "backtest_total_return",
     "backtest_sharpe",
     "n_trades",
+    "backtest_rule",
     "train_seconds",
     "params",
 ]
@@ -554,6 +555,11 @@ def _backtest(run: ArmRun, frame: pd.DataFrame, rows_changed: bool) -> dict[str,
     return {k: result.metrics[k] for k in ("total_return", "sharpe", "n_trades")}
 
 
+def backtest_rule(cfg: DictConfig) -> str:
+    """The rule a run's ``backtest/*`` figures trade (its saved config; classifiers trade p_up)."""
+    return str(backtest_spec(cfg, "return").rule)
+
+
 def _nan_if_none(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
@@ -585,6 +591,8 @@ def arm_metrics(data: ArmData, persistence_rmse: float) -> dict[str, Any]:
         )
     row: dict[str, Any] = {k: float(np.mean([p[k] for p in per_seed])) for k in per_seed[0]}
     row["rmse_seed_std"] = float(np.std([p["rmse"] for p in per_seed], ddof=0))
+    # the trading rule behind the backtest columns (runs trained before the cost rule: sign)
+    row["backtest_rule"] = "/".join(sorted({backtest_rule(r.cfg) for r in data.runs}))
     row["rmse_vs_persistence_pct"] = 100.0 * (row["rmse"] / persistence_rmse - 1.0)
     avg = data.averaged
     h = int(avg["horizon"].iloc[0])

@@ -114,7 +114,20 @@ def _arm_markdown(result: StudyResult) -> list[str]:
         f"| persistence (zero return) | {p['rmse']:.2f} | - | {p['mae']:.2f} | "
         f"{p['directional_accuracy']:.3f} ({fmt_p(p['dir_p_value'])}) | - | 0 % | - | 0 | - | - |"
     )
+    rules = sorted({str(r.get("backtest_rule", "sign")) for r in result.arms.values()})
+    lines += ["", backtest_rule_note(rules)]
     return lines
+
+
+def backtest_rule_note(rules: list[str]) -> str:
+    """Which trading rule the total return, Sharpe and trades columns use, in words."""
+    words = {
+        "cost": "`cost` rule (trade only forecasts whose expected move clears the round-trip "
+        "cost of fees and slippage)",
+        "sign": "`sign` rule (trade the sign of every forecast, whatever its size)",
+    }
+    said = " and ".join(words.get(r, f"`{r}` rule") for r in rules)
+    return f"Total return, Sharpe and trades: after fees and slippage, {said}."
 
 
 def _pct(v: Any) -> str:
@@ -355,7 +368,10 @@ def run_study(study: Study, spec: StudyFile, options: RunOptions, console: Conso
 
 
 def _print_result(result: StudyResult, console: Console) -> None:
-    table = Table(title=f"{result.study.name}: pooled out-of-sample (trade horizon)")
+    rules = "/".join(sorted({str(r.get("backtest_rule")) for r in result.arms.values()}))
+    table = Table(
+        title=f"{result.study.name}: pooled out-of-sample (trade horizon); Sharpe: {rules} rule"
+    )
     for col in ("arm", "RMSE", "vs pers. %", "dir acc", "DM p vs base", "Sharpe", "train s"):
         table.add_column(col, justify="left" if col == "arm" else "right")
     by_treat = {c["treatment"]: c for c in result.comparisons}

@@ -5,6 +5,10 @@ early-stopped on its val segment, predicting its test segment. Then, on the pool
 predictions: the metrics, Diebold-Mariano tests against persistence (``naive``) and against the
 reference model (CNN-LSTM), a binomial test of directional accuracy against 50 %, the backtest
 after costs with a block-bootstrap interval for its Sharpe ratio, and the operational profile.
+Two backtests per model, same costs: ``backtest_*`` / ``n_trades`` trade the configured rule
+(default ``cost``: only forecasts whose expected move clears the round-trip cost) and
+``sign_*`` the plain sign of every forecast, so the tables show how much of a loss is turnover;
+``benchmark.md`` and ``benchmark.json`` (``rules``) name both.
 
 Writes ``benchmark.csv``, ``benchmark.json``, ``benchmark.md``, ``predictions_<model>.parquet``,
 ``mae_by_model.png`` and ``equity_by_model.png`` into the run folder.
@@ -36,6 +40,7 @@ from cryptoforecast.pipelines.train import (
     prediction_frame,
     prepare,
     quiet_lightning_console,
+    sign_spec,
     write_metrics,
 )
 from cryptoforecast.utils.report import fmt_value, json_clean
@@ -56,6 +61,8 @@ HEADLINE = [
     "backtest_total_return",
     "backtest_max_drawdown",
     "n_trades",
+    "sign_total_return",
+    "sign_n_trades",
     "train_seconds",
     "train_samples_per_s",
     "params",
@@ -78,6 +85,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     candles, samples, folds = prepare(cfg, out_dir)
     models = list(cfg.benchmark.models)
     spec = backtest_spec(cfg, samples.target.kind)
+    plain = sign_spec(spec, samples.target.kind)
+    rules = {"backtest": spec.rule, "sign": plain.rule}
     frames: dict[str, pd.DataFrame] = {}
     rows: dict[str, dict[str, Any]] = {}
     backtests: dict[str, BacktestResult] = {}
@@ -110,11 +119,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 model, samples, folds[-1].test, n_single=int(cfg.benchmark.profile_samples)
             )
             backtests[name] = run_backtest(frames[name], candles.frame, spec)
-            rows[name] = _row(frames[name], backtests[name], ops, prof, fold_mae)
+            signed = run_backtest(frames[name], candles.frame, plain)
+            rows[name] = _row(frames[name], backtests[name], ops, prof, fold_mae, signed)
     _add_tests(rows, frames, models, str(cfg.benchmark.reference))
     summary = _criteria(rows)
-    _write(out_dir, rows, summary, backtests, models, samples.symbol)
-    _print(rows, summary, models)
+    _write(out_dir, rows, summary, backtests, models, samples.symbol, rules)
+    _print(rows, summary, models, rules)
     return {"rows": rows, "criteria": summary}
 
 
@@ -124,8 +134,12 @@ def _row(
     ops: dict[str, float],
     prof: dict[str, float],
     fold_mae: list[float],
+    signed: BacktestResult,
 ) -> dict[str, Any]:
-    """One model's pooled metrics, direction test, backtest and ops figures (first horizon)."""
+    """One model's pooled metrics, direction test, backtests and ops figures (first horizon).
+
+    ``bt`` trades the configured rule, ``signed`` the plain sign rule (``sign_*`` columns).
+    """
     h = int(frame["horizon"].min())
     part = frame[frame["horizon"] == h]
     metrics = {k.split("/", 1)[1]: v for k, v in score(part, "m").items()}
@@ -143,6 +157,9 @@ def _row(
         "backtest_total_return": bt.metrics["total_return"],
         "backtest_max_drawdown": bt.metrics["max_drawdown"],
         "n_trades": bt.metrics["n_trades"],
+        "sign_total_return": signed.metrics["total_return"],
+        "sign_sharpe": signed.metrics["sharpe"],
+        "sign_n_trades": signed.metrics["n_trades"],
         "bh_total_return": bt.metrics["bh_total_return"],
         "train_seconds": ops["train_seconds"],
         "train_samples_per_s": ops["samples"] / ops["train_seconds"]
@@ -156,6 +173,7 @@ def _row(
         "peak_rss_mb": prof["ops/peak_rss_mb"],
         "fold_mae": fold_mae,
         "backtest": bt.metrics,
+        "backtest_sign": signed.metrics,
     }
     return row
 
@@ -207,6 +225,7 @@ def _write(
     backtests: dict[str, BacktestResult],
     models: list[str],
     symbol: str,
+    rules: dict[str, str],
 ) -> None:
     table = pd.DataFrame({m: {k: rows[m].get(k) for k in HEADLINE} for m in models}).T
     table.index.name = "model"
@@ -218,18 +237,34 @@ def _write(
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
     write_metrics(flat, out_dir / "benchmark_metrics.json")
-    doc = json_clean({"models": rows, "criteria": criteria})
+    doc = json_clean({"models": rows, "criteria": criteria, "rules": rules})
     (out_dir / "benchmark.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     md = ["| model | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
     for m in models:
         md.append(f"| {m} | " + " | ".join(fmt_value(rows[m].get(k)) for k in HEADLINE) + " |")
+    md += ["", rule_note(rules)]
     md += ["", "Criteria:", ""] + [f"- {k}: {fmt_value(v)}" for k, v in criteria.items()]
     (out_dir / "benchmark.md").write_text("\n".join(md) + "\n")
     _plot_mae(rows, models, out_dir / "mae_by_model.png")
     plot_equity_comparison(
         {m: backtests[m] for m in models},
         out_dir / "equity_by_model.png",
-        title=f"{symbol}: out-of-sample equity after costs (walk-forward test segments)",
+        title=f"{symbol}: out-of-sample equity after costs, {rules['backtest']} rule "
+        "(walk-forward test segments)",
+    )
+
+
+def rule_note(rules: dict[str, str]) -> str:
+    """The sentence under a results table that names the trading rule of each column."""
+    return (
+        f"Backtests after fees and slippage: `backtest_*`, `sharpe_*` and `n_trades` trade the "
+        f"`{rules['backtest']}` rule"
+        + (
+            " (only forecasts whose expected move clears the round-trip cost)"
+            if rules["backtest"] == "cost"
+            else ""
+        )
+        + f"; `sign_*` the `{rules['sign']}` rule (every forecast, whatever its size)."
     )
 
 
@@ -262,8 +297,16 @@ def _plot_mae(rows: dict[str, dict[str, Any]], models: list[str], path: Path) ->
     plt.close(fig)
 
 
-def _print(rows: dict[str, dict[str, Any]], criteria: dict[str, Any], models: list[str]) -> None:
-    table = Table(title="benchmark: pooled out-of-sample (first horizon), after costs")
+def _print(
+    rows: dict[str, dict[str, Any]],
+    criteria: dict[str, Any],
+    models: list[str],
+    rules: dict[str, str],
+) -> None:
+    table = Table(
+        title="benchmark: pooled out-of-sample (first horizon), after costs; "
+        f"Sharpe: {rules['backtest']} rule, sign ret: {rules['sign']} rule"
+    )
     cols = {
         "mae": "MAE",
         "directional_accuracy": "dir acc",
@@ -272,6 +315,9 @@ def _print(rows: dict[str, dict[str, Any]], criteria: dict[str, Any], models: li
         "backtest_sharpe": "Sharpe",
         "sharpe_lo": "lo95",
         "sharpe_hi": "hi95",
+        "n_trades": "trades",
+        "sign_total_return": "sign ret",
+        "sign_n_trades": "sign trades",
         "train_seconds": "train s",
         "latency_single_p99_ms": "p99 ms",
     }

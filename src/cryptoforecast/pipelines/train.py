@@ -245,6 +245,11 @@ def backtest_spec(cfg: DictConfig, kind: str) -> BacktestSpec:
     return spec
 
 
+def sign_spec(spec: BacktestSpec, kind: str) -> BacktestSpec:
+    """The plain rule beside the configured one: ``sign`` (classifiers: ``probability``)."""
+    return dataclasses.replace(spec, rule="probability" if kind == "direction" else "sign")
+
+
 def symbol_figures(frame: pd.DataFrame, out_dir: Path, title: str) -> dict[str, Path]:
     """Multi-symbol frames: ``pred_vs_actual_<SYMBOL>.png`` per symbol (else nothing)."""
     symbols = list(dict.fromkeys(frame["symbol"]))
@@ -263,22 +268,41 @@ def backtest_metrics(
 ) -> dict[str, float]:
     """Backtest the out-of-sample predictions after costs: ``backtest/*`` keys + equity PNG.
 
+    ``backtest/*`` trades the configured rule (default ``cost``: only forecasts whose expected
+    move clears the round-trip cost) and ``backtest_sign/*`` the plain sign of every forecast
+    (classifiers: the ``probability`` bands) with the same costs, so a reader sees how much of a
+    loss is turnover. Bars, trades and ``equity.png`` are those of the configured rule.
+
     One symbol: its backtest is ``backtest/*``. Several: each symbol's predictions trade its own
     candles (``backtest/<SYMBOL>/*``, ``equity_<SYMBOL>.png``) and ``backtest/*`` is their
     equal-weight portfolio; the bars and trades parquet files then carry a ``symbol`` column.
     """
     kind = "direction" if "p_up" in predictions.columns else "return"
     spec = backtest_spec(cfg, kind)
+    plain = sign_spec(spec, kind)
     name = cfg.model.name
     if len(candles) == 1:
-        result = run_backtest(predictions, next(iter(candles.values())).frame, spec)
-        _save_backtest(result, out_dir, f"{name}: out-of-sample, after costs")
-        return {f"backtest/{k}": v for k, v in result.metrics.items()}
+        frame = next(iter(candles.values())).frame
+        result = run_backtest(predictions, frame, spec)
+        _save_backtest(result, out_dir, f"{name}: out-of-sample, after costs ({spec.rule} rule)")
+        signed = run_backtest(predictions, frame, plain)
+        return {
+            **{f"backtest/{k}": v for k, v in result.metrics.items()},
+            **{f"backtest_sign/{k}": v for k, v in signed.metrics.items()},
+        }
     results = {
         sym: run_backtest(predictions[predictions["symbol"] == sym], c.frame, spec)
         for sym, c in candles.items()
     }
+    signed_results = {
+        sym: run_backtest(predictions[predictions["symbol"] == sym], c.frame, plain)
+        for sym, c in candles.items()
+    }
     out: dict[str, float] = {}
+    for sym, result in signed_results.items():
+        out.update({f"backtest_sign/{sym}/{k}": v for k, v in result.metrics.items()})
+    signed_portfolio = equal_weight_portfolio(signed_results)
+    out.update({f"backtest_sign/{k}": v for k, v in signed_portfolio.metrics.items()})
     for sym, result in results.items():
         out.update({f"backtest/{sym}/{k}": v for k, v in result.metrics.items()})
         plot_equity(result, out_dir / f"equity_{sym}.png", f"{name} on {sym}: after costs")

@@ -18,6 +18,10 @@ close of ``t`` and every number in the row is one a live monitor knows at that m
   PSI per feature over the last ``drift_window`` decision rows against the training deciles in
   ``training_stats.json``.
 
+- The summary (``monitor_summary.json``) is as of the close of the last candle given, not of
+  the last decision: every decision whose label that candle data holds is scored (counts,
+  overall and rolling-window figures); only labels past the data stay ``n_pending``.
+
 Alerts fire on crossings, not on every bar a metric stays bad: a ``breach`` event when a metric
 crosses its threshold (directional accuracy below ``da_floor``, MAE ratio above
 ``mae_ratio_ceiling``, the largest feature PSI above ``psi_threshold``) and a ``recovered`` event
@@ -478,7 +482,8 @@ def monitor_decisions(
     psi_frame = _drift(frame, features, training_stats, spec)
     frame["max_psi"], frame["worst_feature"] = _worst(psi_frame)
     alerts = detect_alerts(frame, psi_frame, spec)
-    summary = _summary(dec, scores, frame, psi_frame, alerts, spec, execution_lag, h)
+    data_end = close.index[-1] + step  # close of the last candle: what the data knows
+    summary = _summary(dec, scores, frame, psi_frame, alerts, spec, execution_lag, h, data_end)
     return MonitorReport(frame, scores, psi_frame, alerts, summary, spec)
 
 
@@ -707,11 +712,14 @@ def _summary(
     spec: MonitorSpec,
     lag: int,
     horizon: int,
+    data_end: pd.Timestamp,
 ) -> dict[str, Any]:
+    """The report as of ``data_end`` (the last candle's close): every known label is scored."""
     last = frame.iloc[-1] if len(frame) else None
-    as_of = last["as_of"] if last is not None else None
-    known = scores["known_at"] <= as_of if as_of is not None else scores["known_at"].isna()
+    as_of = max(data_end, last["as_of"]) if last is not None else data_end
+    known = scores["known_at"] <= as_of
     done = scores[known & np.isfinite(scores["y_true"])]
+    rolling = _window_metrics(done, spec)
     worst: list[dict[str, Any]] = []
     if psi_frame.shape[1] and len(psi_frame):
         row = psi_frame.iloc[-1].dropna().sort_values(ascending=False)
@@ -731,14 +739,12 @@ def _summary(
         "n_decisions": len(dec),
         "first_decision": dec["timestamp"].iloc[0].isoformat(),
         "last_decision": dec["timestamp"].iloc[-1].isoformat(),
-        "as_of": as_of.isoformat() if as_of is not None else None,
+        "as_of": as_of.isoformat(),
+        "last_decision_as_of": last["as_of"].isoformat() if last is not None else None,
         "n_scored": len(done),
         "n_pending": int((~known).sum()),
         "n_unscorable": int((known & ~np.isfinite(scores["y_true"])).sum()),
-        "directional_accuracy": _last(last, "da"),
-        "mae": _last(last, "mae"),
-        "mae_persistence": _last(last, "mae_persistence"),
-        "mae_ratio": _last(last, "mae_ratio"),
+        **rolling,
         "overall_directional_accuracy": float(done["hit"].mean()) if len(done) else None,
         "overall_mae_ratio": overall_err / overall_base if overall_base > 0 else None,
         "max_psi": max_psi,
@@ -754,13 +760,30 @@ def _summary(
     }
 
 
-def _last(row: pd.Series | None, column: str) -> float | None:
-    if row is None or not np.isfinite(row[column]):
-        return None
-    return float(row[column])
+def _window_metrics(done: pd.DataFrame, spec: MonitorSpec) -> dict[str, float | None]:
+    """Rolling figures over the last ``window`` scored decisions (by ``known_at``).
 
+    Computed as the timeline computes them per row; None below ``min_periods``.
+    """
+    tail = done.sort_values("known_at", kind="stable").tail(spec.window)
+    if len(tail) < spec.min_periods:
+        return dict.fromkeys(("directional_accuracy", "mae", "mae_persistence", "mae_ratio"))
+    hit = tail["hit"].to_numpy(dtype=np.float64)
+    err = tail["abs_error"].to_numpy(dtype=np.float64)
+    base = tail["abs_error_persistence"].to_numpy(dtype=np.float64)
 
-# ------------------------------------------------------------------------------------- plot
+    def mean(values: FloatArray) -> float | None:
+        finite = values[np.isfinite(values)]
+        return float(finite.mean()) if finite.size else None
+
+    mae, mae_p = mean(err), mean(base)
+    ratio = mae / mae_p if mae is not None and mae_p else None
+    return {
+        "directional_accuracy": mean(hit),
+        "mae": mae,
+        "mae_persistence": mae_p,
+        "mae_ratio": ratio,
+    }
 
 
 def plot_monitor(frame: pd.DataFrame, path: Path, title: str, spec: MonitorSpec) -> Path:

@@ -326,6 +326,13 @@ class Predictor:
             pos = strategies.probability(
                 [chosen["p_up"]], bt["upper"], bt["lower"], bt["long_short"]
             )
+        elif bt["rule"] == "cost":  # the expected move must clear the round-trip cost
+            if "p_up" in chosen:
+                move = strategies.expected_move([chosen["p_up"]], float(bt["typical_move"]))
+            else:
+                move = [chosen["y_pred"]]
+            cost = strategies.round_trip_cost(bt["fee_bps"], bt["slippage_bps"])
+            pos = strategies.cost_aware(move, cost, bt["threshold"], bt["long_short"])
         else:
             pos = strategies.sign([chosen["y_pred"]], bt["threshold"], bt["long_short"])
         return {"rule": bt["rule"], "horizon": self.trade_horizon, "position": float(pos[0])}

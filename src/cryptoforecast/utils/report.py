@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+log = logging.getLogger(__name__)
 
 _ROWS = ("rmse", "mae", "mape", "r2", "directional_accuracy", "f1", "ic")
 _SYMBOL_ROWS = ("rmse", "mae", "directional_accuracy", "ic")
@@ -47,6 +50,13 @@ def print_summary(metrics: dict[str, float], title: str, symbols: Sequence[str] 
             _num(metrics.get("backtest/exposure")),
             "",
         )
+        if "backtest_sign/total_return" in metrics:
+            table.add_row(
+                "backtest_sign total_return / trades (every forecast's sign)",
+                _num(metrics.get("backtest_sign/total_return")),
+                f"trades {_num(metrics.get('backtest_sign/n_trades'))}",
+                "",
+            )
     for symbol in symbols:
         table.add_section()
         for name in _SYMBOL_ROWS:
@@ -61,6 +71,33 @@ def print_summary(metrics: dict[str, float], title: str, symbols: Sequence[str] 
                     f"{symbol} backtest {name}", _num(value), f"buy & hold {_num(hold)}", ""
                 )
     Console().print(table)
+    for line in stopped_at_start(metrics):
+        log.warning(line)
+        Console().print(f"[yellow]warning:[/yellow] {line}")
+
+
+def stopped_at_start(metrics: dict[str, float]) -> list[str]:
+    """Warnings for models whose early stopping kept their first iteration or epoch.
+
+    Reads ``[fold<k>/][<base>/]train/best_iteration_h<h>`` (LightGBM, 1 = the first boosting
+    round) and ``train/best_epoch`` (torch nets, 1 = the first epoch): such a model never beat
+    its start on validation data, so its forecasts are close to its initial guess. A net that
+    ran a single epoch (``train/epochs`` 1) had no later epoch to prefer and is not reported.
+    """
+    hits: dict[str, list[str]] = {}
+    for key, value in sorted(metrics.items()):
+        head, sep, name = key.rpartition("train/")
+        if not sep or not (name == "best_epoch" or name.startswith("best_iteration_h")):
+            continue
+        ran = metrics.get(f"{head}train/epochs") if name == "best_epoch" else None
+        if value is not None and value == 1 and (ran is None or ran > 1):
+            what = "epoch" if name == "best_epoch" else f"iteration ({name.rsplit('_', 1)[1]})"
+            hits.setdefault(what, []).append(head.rstrip("/") or "the model")
+    return [
+        f"early stopping kept the first {what} in {len(where)} fit(s) "
+        f"({', '.join(where)}): the model never beat its start on validation data"
+        for what, where in hits.items()
+    ]
 
 
 def _num(value: float | None) -> str:
