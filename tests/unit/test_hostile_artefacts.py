@@ -109,6 +109,11 @@ def _instantiate_entry(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _open_payload(path: Path) -> dict[str, Any]:
+    """A Hydra config that creates ``path`` when instantiated."""
+    return {"_target_": "builtins.open", "file": str(path), "mode": "w"}
+
+
 def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
@@ -122,7 +127,7 @@ def _payloads(tmp: Path) -> list[tuple[str, list[dict[str, Any]], Path, bool]]:
     return [
         (
             "hydra instantiate -> open(w)",
-            [_instantiate_entry({"_target_": "builtins.open", "file": str(tmp / "a"), "mode": "w"})],
+            [_instantiate_entry(_open_payload(tmp / "a"))],
             tmp / "a",
             False,
         ),
@@ -141,7 +146,7 @@ def _payloads(tmp: Path) -> list[tuple[str, list[dict[str, Any]], Path, bool]]:
         ),
         (
             "hydra instantiate -> subprocess (also on Hydra's own blocklist)",
-            [_instantiate_entry({"_target_": "subprocess.run", "args": ["touch", str(tmp / "c")]})],
+            [_instantiate_entry({"_target_": "subprocess.run", "args": ["touch", f"{tmp}/c"]})],
             tmp / "c",
             False,
         ),
@@ -306,7 +311,8 @@ def test_symlink_planted_in_a_registered_version_is_refused(tmp_path: Path) -> N
     target.symlink_to(other / "feature_spec.json")
     with pytest.raises(BundleError, match="feature_spec.json: is a symlink"):
         registry.path("m:1")
-    assert main(["predict", "--model", "m:1", "--registry", str(registry.root), "--data", BTC]) == 1
+    argv = ["predict", "--model", "m:1", "--registry", str(registry.root), "--data", BTC]
+    assert main(argv) == 1
 
 
 def _sha(path: Path) -> str:
@@ -403,7 +409,7 @@ def _registered_config(tmp_path: Path, payload_at: str, payload: dict[str, Any])
 
 
 @pytest.mark.parametrize(
-    "where", ["data.evil", "features.transforms.evil", "split.deep.evil"]
+    "where", ["data.evil", "features.transforms.evil", "features.transforms.log_returns.deep.evil"]
 )
 def test_retrain_refuses_config_payloads_before_building_anything(
     tmp_path: Path, where: str
@@ -449,7 +455,8 @@ def test_checkpoint_pickle_never_executes(tmp_path: Path) -> None:
     trace = tmp_path / "pwned"
     ckpt_dir = tmp_path / "checkpoints"
     ckpt_dir.mkdir()
-    torch.save({"callbacks": {}, "state_dict": {}, "evil": _Payload(trace)}, ckpt_dir / "last.ckpt")
+    checkpoint = {"callbacks": {}, "state_dict": {}, "evil": _Payload(trace)}
+    torch.save(checkpoint, ckpt_dir / "last.ckpt")
     with pytest.raises(Exception, match="Weights only load failed"):
         best_checkpoint(ckpt_dir)
     assert not trace.exists()
