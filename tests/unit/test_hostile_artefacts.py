@@ -300,6 +300,20 @@ def test_symlinked_bundle_files_are_refused(tmp_path: Path) -> None:
     assert not any(b"secret" in v for v in _tree(tmp_path / "registry").values())
 
 
+def test_unlisted_symlink_in_a_bundle_is_refused(tmp_path: Path) -> None:
+    """A link the manifest does not list could still be read (e.g. as ONNX external data)."""
+    secret = tmp_path / "outside.bin"
+    secret.write_bytes(b"SECRET")
+    bundle = tiny_bundle(tmp_path / "bundle")
+    (bundle / "weights.bin").symlink_to(secret)
+    registry = Registry(tmp_path / "registry")
+    with pytest.raises(BundleError, match="weights.bin: is a symlink"):
+        registry.register(bundle, "m")
+    with pytest.raises(BundleError, match="weights.bin: is a symlink"):
+        Predictor.from_bundle(bundle)
+    assert not any(b"SECRET" in v for v in _tree(tmp_path / "registry").values())
+
+
 def test_symlink_planted_in_a_registered_version_is_refused(tmp_path: Path) -> None:
     registry = Registry(tmp_path / "registry")
     registry.register(tiny_bundle(tmp_path / "bundle"), "m")

@@ -77,8 +77,8 @@ def verify_bundle(folder: Path) -> dict[str, Any]:
     """Check that every file the manifest lists exists with its sha256; return the manifest.
 
     Every listed name must be a plain file name inside ``folder``: absolute paths, ``..``,
-    sub-folders, and symlinks (which could point outside the bundle) are refused, as is a
-    manifest that is itself a symlink.
+    sub-folders, and symlinks (which could point outside the bundle) are refused; so is any
+    symlink in the folder, listed or not, and a manifest that is itself a symlink.
 
     Raises:
         BundleError: naming the missing, corrupted or refused file.
@@ -97,6 +97,9 @@ def verify_bundle(folder: Path) -> dict[str, Any]:
         raise BundleError(f"{path}: the manifest is not a JSON object")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{path}: unknown bundle format {manifest.get('format_version')!r}")
+    for entry in folder.iterdir():  # an unlisted link could still be reached (ONNX external data)
+        if entry.is_symlink():
+            raise BundleError(f"{entry}: is a symlink; a bundle's files must be plain files")
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise BundleError(f"{path}: 'files' must be an object of file name -> sha256 and bytes")
