@@ -238,6 +238,7 @@ def test_unknown_transform_and_legacy_paths_by_exact_match_only() -> None:
     old = FeatureSet([T.LogReturns([1])], lookback=4).to_spec()
     entry = old["transforms"][0]
     del entry["transform"]
+    old["version"] = 1
     entry["class"] = "cryptoforecast.features.transforms.LogReturns"
     assert FeatureSet.from_spec(old).names() == ["logret_1"]
     for near in (
@@ -248,6 +249,17 @@ def test_unknown_transform_and_legacy_paths_by_exact_match_only() -> None:
         entry["class"] = near
         with pytest.raises(SpecError, match="not a known feature transform"):
             FeatureSet.from_spec(old)
+
+
+def test_every_registered_transform_round_trips_through_its_spec() -> None:
+    made = {name: cls() for name, cls in TRANSFORMS.items() if name != "TextSentiment"}
+    made["TextSentiment"] = TRANSFORMS["TextSentiment"]("sample_sentiment_hourly.csv")
+    assert set(made) == set(TRANSFORMS)
+    for name, transform in made.items():
+        spec = json.loads(json.dumps(FeatureSet([transform], lookback=2).to_spec()))
+        assert spec["version"] == 2 and spec["transforms"][0]["transform"] == name
+        rebuilt = FeatureSet.from_spec(spec).transforms[0]
+        assert type(rebuilt) is type(transform) and rebuilt.params() == transform.params()
 
 
 def test_every_configured_transform_is_registered() -> None:
@@ -477,3 +489,30 @@ def test_checkpoint_pickle_never_executes(tmp_path: Path) -> None:
     # the payload is live: loading it the unsafe way would have written the file
     torch.load(ckpt_dir / "last.ckpt", weights_only=False)
     assert trace.exists()
+
+
+@pytest.mark.slow
+def test_resume_checkpoint_pickle_never_executes(tmp_path: Path) -> None:
+    """``train.py ckpt_path=...``: Lightning loads the checkpoint weights-only; nothing runs."""
+    from cryptoforecast.pipelines.train import run
+
+    trace = tmp_path / "pwned"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "evil": _Payload(trace)}, evil)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                f"paths.output_dir={tmp_path / 'run'}",
+                "data.days=30",
+                "features=minimal",
+                "model=lstm",
+                "model.variant=lightweight",
+                "logger=none",
+                "trainer.max_epochs=1",
+                f"ckpt_path={evil}",
+            ],
+        )
+    with pytest.raises(Exception, match="Weights only load failed"):
+        run(cfg)
+    assert not trace.exists()

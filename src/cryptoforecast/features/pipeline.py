@@ -20,7 +20,9 @@ from cryptoforecast.features.transforms import Transform
 
 logger = logging.getLogger(__name__)
 
-SPEC_VERSION = 1
+#: 2: transforms by registry name (``"transform"``); 1 (still read): by class path (``"class"``).
+SPEC_VERSION = 2
+_READABLE_VERSIONS = (1, SPEC_VERSION)
 
 
 class FeatureSet:
@@ -175,7 +177,7 @@ class FeatureSet:
 
         if not isinstance(spec, Mapping):
             raise SpecError(f"{source}: expected a JSON object, got {type(spec).__name__}")
-        if spec.get("version") != SPEC_VERSION:
+        if spec.get("version") not in _READABLE_VERSIONS:
             raise SpecError(f"{source}: unsupported feature spec version {spec.get('version')!r}")
         entries = spec.get("transforms")
         if not isinstance(entries, list) or not entries:
