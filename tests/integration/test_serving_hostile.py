@@ -58,6 +58,7 @@ def test_valid_request_still_forecasts(client: TestClient, candles: list[dict[st
     ("change", "field"),
     [
         ({"close": 1e308}, "close"),
+        ({"open": 1e308, "high": 1e308, "low": 1e308, "close": 1e308}, "open"),  # was a 200
         ({"high": -5.0}, "high"),
         ({"open": 0.0}, "open"),
         ({"volume": -1.0}, "volume"),
@@ -140,25 +141,36 @@ def test_real_server_caps_bodies_and_validates(
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.2)
 
-        def post(body: bytes, chunked: bool = False) -> tuple[int, bytes]:
+        def post(body: bytes) -> tuple[int, bytes]:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            headers = {"content-type": "application/json"}
-            if chunked:
-                parts = (body[i : i + 4096] for i in range(0, len(body), 4096))
-                conn.request("POST", "/predict", body=parts, headers=headers, encode_chunked=True)
-            else:
-                conn.request("POST", "/predict", body=body, headers=headers)
+            conn.request("POST", "/predict", body=body, headers={"content-type": "application/json"})
             response = conn.getresponse()
             return response.status, response.read()
+
+        def raw(head: bytes, body: bytes = b"") -> bytes:
+            """Send a request by hand and stop: the server must answer without the rest."""
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                sock.sendall(head + body)
+                chunks = []
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+            return b"".join(chunks)
 
         ok = json.dumps({"candles": candles}).encode()
         assert post(ok)[0] == 200
         big = json.dumps({"candles": candles * 40}).encode()
         assert len(big) > 20000
-        status, content = post(big)
-        assert status == 413 and b"20000 bytes" in content
-        status, content = post(big, chunked=True)  # no Content-Length: counted as it arrives
-        assert status == 413 and b"20000 bytes" in content
+        # Content-Length over the cap: 413 before a byte of the body is read
+        head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        answer = raw(head + b"Content-Length: %d\r\n\r\n" % len(big))
+        assert answer.startswith(b"HTTP/1.1 413") and b"20000 bytes" in answer
+        # chunked, no Content-Length: counted as it arrives, 413 once past the cap
+        chunks = b"".join(
+            b"%x\r\n%s\r\n" % (len(big[i : i + 4096]), big[i : i + 4096])
+            for i in range(0, 24576, 4096)
+        )
+        answer = raw(head + b"Transfer-Encoding: chunked\r\n\r\n", chunks)
+        assert answer.startswith(b"HTTP/1.1 413") and b"20000 bytes" in answer
         status, content = post(json.dumps(_with(candles, close=1e308)).encode())
         assert status == 422 and len(content) < 2000
         status, content = post(json.dumps(_with(candles, timestamp=-1)).encode())
