@@ -17,6 +17,10 @@ Guarantees:
   is refused with an error naming it. Only ONNX and JSON/YAML are stored; nothing is unpickled.
 - ``promote`` pushes onto the stage's history; ``rollback`` pops it, restoring the previous
   version of that stage.
+- Nothing read from the registry is trusted: manifest names must be plain files inside the
+  version (no ``..``, absolute paths or symlinks, see ``verify_bundle``), a version folder may
+  not be a symlink, and a corrupt ``stages.json`` or ``registry.json`` is a
+  :class:`RegistryError` naming the file. :meth:`Registry.verify` checks everything at once.
 """
 
 from __future__ import annotations
