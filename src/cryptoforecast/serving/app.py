@@ -20,6 +20,7 @@ A request body is untrusted input:
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -182,8 +183,6 @@ class BodyLimit:
 
 
 async def _short_response(send: Send, status: int, detail: str) -> None:
-    import json
-
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
