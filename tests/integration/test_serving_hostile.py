@@ -117,7 +117,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.slow
 def test_real_server_caps_bodies_and_validates(
     bundle: Path, candles: list[dict[str, Any]]
 ) -> None:
@@ -143,7 +142,8 @@ def test_real_server_caps_bodies_and_validates(
 
         def post(body: bytes) -> tuple[int, bytes]:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            conn.request("POST", "/predict", body=body, headers={"content-type": "application/json"})
+            headers = {"content-type": "application/json"}
+            conn.request("POST", "/predict", body=body, headers=headers)
             response = conn.getresponse()
             return response.status, response.read()
 

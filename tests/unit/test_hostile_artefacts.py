@@ -491,7 +491,6 @@ def test_checkpoint_pickle_never_executes(tmp_path: Path) -> None:
     assert trace.exists()
 
 
-@pytest.mark.slow
 def test_resume_checkpoint_pickle_never_executes(tmp_path: Path) -> None:
     """``train.py ckpt_path=...``: Lightning loads the checkpoint weights-only; nothing runs."""
     from cryptoforecast.pipelines.train import run
