@@ -358,6 +358,10 @@ def _add_production_commands(sub: Any) -> None:
     r.add_argument("name")
     r.add_argument("--stage", default="production", choices=["staging", "production"])
     r.set_defaults(func=_cmd_registry, action="rollback")
+    reg_sub.add_parser(
+        "verify",
+        help="check every version's files and checksums and every stages.json; exit 1 on a fault",
+    ).set_defaults(func=_cmd_registry, action="verify")
 
     pred = sub.add_parser("predict", help="forecast at the newest candle of a file")
     serve = sub.add_parser("serve", help="HTTP API: POST /predict, GET /health, GET /model")
@@ -376,6 +380,13 @@ def _add_production_commands(sub: Any) -> None:
     pred.set_defaults(func=_cmd_predict)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=None,
+        help="request body cap, 413 beyond it (default: the model's min_history candles at "
+        "256 bytes each, times 4, at least 1 MiB)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     paper = sub.add_parser("paper-trade", help="replay candles bar by bar through a model")
@@ -457,6 +468,14 @@ def _cmd_registry(args: argparse.Namespace) -> int:
             result = registry.list()
         elif args.action == "show":
             result = registry.show(args.ref)
+        elif args.action == "verify":
+            rows = registry.verify()
+            bad = [r for r in rows if not r["ok"]]
+            summary = {"root": str(registry.root), "checked": len(rows), "faults": len(bad)}
+            sys.stdout.write(json.dumps({**summary, "results": rows}, indent=1) + "\n")
+            for row in bad:
+                _fail(RuntimeError(row["error"]))
+            return 1 if bad else 0
         elif args.action == "promote":
             registry.promote(args.name, args.version, args.stage)
             result = {"name": args.name, "version": args.version, "stage": args.stage}
@@ -674,7 +693,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         predictor = _load_predictor(args)
     except _production_errors() as exc:
         return _fail(exc)
-    uvicorn.run(create_app(predictor), host=args.host, port=args.port, log_level="info")
+    if args.max_body_bytes is not None and args.max_body_bytes < 1:
+        return _fail(ValueError(f"--max-body-bytes must be >= 1, got {args.max_body_bytes}"))
+    app = create_app(predictor, max_body_bytes=args.max_body_bytes)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
 

@@ -136,7 +136,7 @@ def test_spec_round_trip(real: pd.DataFrame) -> None:
     assert spec["lookback"] == 64 and spec["warmup"] == feature_set.warmup
     rsi = spec["transforms"][0]
     assert rsi == {
-        "class": "cryptoforecast.features.transforms.RSI",
+        "transform": "RSI",
         "params": {"periods": [14, 30, 200]},
         "warmup": 2957,
         "names": ["rsi_14", "rsi_30", "rsi_200"],
@@ -148,8 +148,8 @@ def test_spec_round_trip(real: pd.DataFrame) -> None:
 
 def test_from_spec_rejects_untrusted_and_drifted() -> None:
     spec = FeatureSet([T.LogReturns([1])], lookback=4).to_spec()
-    spec["transforms"][0]["class"] = "os.system"
-    with pytest.raises(ValueError, match="cannot rebuild"):
+    spec["transforms"][0]["transform"] = "os.system"
+    with pytest.raises(ValueError, match="unknown feature transform 'os.system'"):
         FeatureSet.from_spec(spec)
     spec = FeatureSet([T.LogReturns([1])], lookback=4).to_spec()
     spec["transforms"][0]["names"] = ["logret_one"]

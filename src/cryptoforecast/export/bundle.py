@@ -76,24 +76,40 @@ def write_manifest(folder: Path, extra: dict[str, Any]) -> dict[str, Any]:
 def verify_bundle(folder: Path) -> dict[str, Any]:
     """Check that every file the manifest lists exists with its sha256; return the manifest.
 
+    Every listed name must be a plain file name inside ``folder``: absolute paths, ``..``,
+    sub-folders, and symlinks (which could point outside the bundle) are refused; so is any
+    symlink in the folder, listed or not, and a manifest that is itself a symlink.
+
     Raises:
-        BundleError: naming the missing or corrupted file.
+        BundleError: naming the missing, corrupted or refused file.
     """
     folder = Path(folder)
     path = folder / MANIFEST
+    if path.is_symlink():
+        raise BundleError(f"{path}: is a symlink; a bundle's files must be plain files")
     if not path.is_file():
         raise BundleError(f"{folder}: not a model bundle (no {MANIFEST})")
     try:
         manifest: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise BundleError(f"{path}: unreadable manifest: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path}: the manifest is not a JSON object")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{path}: unknown bundle format {manifest.get('format_version')!r}")
+    for entry in folder.iterdir():  # an unlisted link could still be reached (ONNX external data)
+        if entry.is_symlink():
+            raise BundleError(f"{entry}: is a symlink; a bundle's files must be plain files")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise BundleError(f"{path}: 'files' must be an object of file name -> sha256 and bytes")
     for name in BUNDLE_FILES:
-        if name not in manifest.get("files", {}):
+        if name not in files:
             raise BundleError(f"{path}: the manifest does not list {name}")
-    for name, entry in manifest["files"].items():
-        file = folder / name
+    for name, entry in files.items():
+        file = bundle_file(folder, name, path)
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise BundleError(f"{path}: files[{name!r}] has no sha256")
         if not file.is_file():
             raise BundleError(f"{file}: missing from the bundle")
         if sha256_file(file) != entry["sha256"]:
@@ -102,6 +118,37 @@ def verify_bundle(folder: Path) -> dict[str, Any]:
                 f"{entry['sha256'][:12]}..., file {sha256_file(file)[:12]}...)"
             )
     return manifest
+
+
+def bundle_file(folder: Path, name: Any, manifest: Path | str = MANIFEST) -> Path:
+    """``folder / name`` for a name listed in a manifest, refusing anything but a plain file name.
+
+    Args:
+        folder: the bundle folder.
+        name: the listed name (from untrusted JSON).
+        manifest: the manifest path, for the error message.
+
+    Raises:
+        BundleError: ``name`` is not a string, is absolute, contains a path separator or ``..``,
+            is the manifest or hidden, or is a symlink in ``folder``.
+    """
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..", MANIFEST)
+        or name.startswith(".")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or Path(name).is_absolute()
+    ):
+        raise BundleError(
+            f"{manifest}: refused file name {name!r} (only plain file names inside the bundle)"
+        )
+    file = Path(folder) / name
+    if file.is_symlink():
+        raise BundleError(f"{file}: is a symlink; a bundle's files must be plain files")
+    return file
 
 
 # ---------------------------------------------------------------- export of a run folder

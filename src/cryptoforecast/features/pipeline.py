@@ -8,7 +8,6 @@ on training rows only.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -21,9 +20,9 @@ from cryptoforecast.features.transforms import Transform
 
 logger = logging.getLogger(__name__)
 
-SPEC_VERSION = 1
-# from_spec imports transform classes named in a JSON file; only our own package is trusted.
-_TRUSTED_PREFIX = "cryptoforecast."
+#: 2: transforms by registry name (``"transform"``); 1 (still read): by class path (``"class"``).
+SPEC_VERSION = 2
+_READABLE_VERSIONS = (1, SPEC_VERSION)
 
 
 class FeatureSet:
@@ -126,13 +125,22 @@ class FeatureSet:
         return features
 
     def to_spec(self) -> dict[str, Any]:
-        """JSON-serialisable description: names, transforms with parameters, warm-ups, lookback."""
+        """JSON-serialisable description: names, transforms with parameters, warm-ups, lookback.
+
+        Each transform is named by its registry name (``features/registry.py``), never by a
+        Python path.
+
+        Raises:
+            SpecError: a transform whose class is not registered (a bundle could not rebuild it).
+        """
+        from cryptoforecast.features.registry import registry_name
+
         transforms = []
         for t in self._transforms:
             params_fn = getattr(t, "params", None)
             transforms.append(
                 {
-                    "class": f"{type(t).__module__}.{type(t).__qualname__}",
+                    "transform": registry_name(t),
                     "params": params_fn() if callable(params_fn) else None,
                     "warmup": t.warmup,
                     "names": t.names(),
@@ -148,32 +156,52 @@ class FeatureSet:
         }
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> FeatureSet:
+    def from_spec(cls, spec: Mapping[str, Any], source: str = "feature_spec") -> FeatureSet:
         """Rebuild a feature set from ``to_spec()`` output and check it yields the same names.
 
+        Only transforms of the allow-list in ``features/registry.py`` are built, with strictly
+        typed parameters; nothing named in the spec is imported or called. Old bundles'
+        ``"class"`` paths are mapped through the same allow-list by exact match.
+
+        Args:
+            spec: the parsed ``feature_spec.json``.
+            source: the file the spec came from, for error messages.
+
         Raises:
-            ValueError: unsupported version, an untrusted or unparameterised class, or a rebuilt
-                transform whose names or warm-up differ from the spec (code drift).
+            SpecError: unsupported version, a malformed entry, an unknown transform, an unknown
+                or mistyped parameter, or a rebuilt transform whose names or warm-up differ from
+                the spec (code drift); the message names ``source`` and the key.
 
         """
-        if spec.get("version") != SPEC_VERSION:
-            raise ValueError(f"unsupported feature spec version {spec.get('version')!r}")
+        from cryptoforecast.features.registry import SpecError, build, resolve_name
+
+        if not isinstance(spec, Mapping):
+            raise SpecError(f"{source}: expected a JSON object, got {type(spec).__name__}")
+        if spec.get("version") not in _READABLE_VERSIONS:
+            raise SpecError(f"{source}: unsupported feature spec version {spec.get('version')!r}")
+        entries = spec.get("transforms")
+        if not isinstance(entries, list) or not entries:
+            raise SpecError(f"{source}: 'transforms' must be a non-empty list")
         transforms: list[Transform] = []
-        for entry in spec["transforms"]:
-            path, params = str(entry["class"]), entry["params"]
-            if not path.startswith(_TRUSTED_PREFIX) or params is None:
-                raise ValueError(f"cannot rebuild transform {path!r} with params {params!r}")
-            module_name, _, class_name = path.rpartition(".")
-            transform = getattr(importlib.import_module(module_name), class_name)(**params)
-            if transform.names() != list(entry["names"]) or transform.warmup != entry["warmup"]:
-                raise ValueError(
-                    f"{transform!r} now gives names {transform.names()} and warmup "
-                    f"{transform.warmup}; the spec says {entry['names']} and {entry['warmup']}"
+        for i, entry in enumerate(entries):
+            where = f"{source}: transforms[{i}]"
+            if not isinstance(entry, Mapping):
+                raise SpecError(f"{where}: expected an object, got {type(entry).__name__}")
+            name = resolve_name(entry, where)
+            transform = build(name, entry.get("params"), where)
+            if transform.names() != entry.get("names") or transform.warmup != entry.get("warmup"):
+                raise SpecError(
+                    f"{where}: {transform!r} now gives names {transform.names()} and warmup "
+                    f"{transform.warmup}; the spec says {entry.get('names')} and "
+                    f"{entry.get('warmup')}"
                 )
             transforms.append(transform)
-        feature_set = cls(transforms, lookback=int(spec["lookback"]))
-        if feature_set.names() != list(spec["feature_names"]):
-            raise ValueError("rebuilt feature names differ from the spec's feature_names")
+        lookback = spec.get("lookback")
+        if not isinstance(lookback, int) or isinstance(lookback, bool) or lookback < 1:
+            raise SpecError(f"{source}: lookback must be an integer >= 1, got {lookback!r}")
+        feature_set = cls(transforms, lookback=lookback)
+        if feature_set.names() != spec.get("feature_names"):
+            raise SpecError(f"{source}: rebuilt feature names differ from its feature_names")
         return feature_set
 
     def __repr__(self) -> str:

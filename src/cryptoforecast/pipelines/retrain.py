@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cryptoforecast.evaluation import metrics
 from cryptoforecast.evaluation.stats import diebold_mariano
@@ -53,6 +53,82 @@ _EPS = 1e-15  # probability clip of the log loss, as metrics.classification_repo
 
 class RetrainError(ValueError):
     """A retrain that cannot run as asked: bad overrides, incomparable models, used run folder."""
+
+
+#: The ``_target_`` values a registered ``config.yaml`` may contain: the project's own config
+#: groups' classes (``conf/``, without the Hydra launcher and sweeper ones) and the registered
+#: feature transforms. Checked by exact match before anything is instantiated; a new config
+#: group's class must be added here (``tests/unit/test_hostile_artefacts.py`` checks ``conf/``).
+ALLOWED_TARGETS: frozenset[str] = frozenset(
+    {
+        "cryptoforecast.backtest.engine.BacktestSpec",
+        "cryptoforecast.data.loader.DataSpec",
+        "cryptoforecast.data.splits.HoldoutSplit",
+        "cryptoforecast.data.splits.WalkForwardSplit",
+        "cryptoforecast.features.pipeline.FeatureSet",
+        "cryptoforecast.models.baselines.NaiveForecaster",
+        "cryptoforecast.models.ensemble.StackingEnsemble",
+        "cryptoforecast.models.lightgbm_forecaster.LightGBMForecaster",
+        "cryptoforecast.models.lit_forecaster.LitForecaster",
+        "cryptoforecast.models.nets.attention_lstm.AttentionLSTM",
+        "cryptoforecast.models.nets.cnn_lstm.CNNLSTM",
+        "cryptoforecast.models.nets.rnn.BiLSTMNet",
+        "cryptoforecast.models.nets.rnn.GRUNet",
+        "cryptoforecast.models.nets.rnn.LSTMNet",
+        "cryptoforecast.models.nets.tcn.TCN",
+        "cryptoforecast.models.nets.tcn_attention.TCNAttention",
+        "cryptoforecast.models.nets.tft.TemporalFusionTransformer",
+        "cryptoforecast.tracking.wandb_setup.make_wandb_logger",
+        "lightning.Trainer",
+        "lightning.pytorch.callbacks.EarlyStopping",
+        "lightning.pytorch.callbacks.ModelCheckpoint",
+        "lightning.pytorch.callbacks.RichProgressBar",
+        "lightning.pytorch.loggers.CSVLogger",
+        "torch.nn.MSELoss",
+        "torch.nn.BCEWithLogitsLoss",
+        "torch.optim.AdamW",
+        "torch.optim.lr_scheduler.ReduceLROnPlateau",
+    }
+)
+
+
+def check_targets(cfg: Any, source: str | Path) -> None:
+    """Refuse a config that names any ``_target_`` outside :data:`ALLOWED_TARGETS`.
+
+    Walks every mapping and list of the (unresolved) config; run it before anything in the
+    config is instantiated. Feature transforms may also be given by their old module paths
+    (``features/registry.py``).
+
+    Raises:
+        RetrainError: naming ``source``, the key path and the refused target.
+    """
+    from cryptoforecast.features.registry import LEGACY_PATHS
+
+    allowed = ALLOWED_TARGETS | set(LEGACY_PATHS)
+    container = (
+        OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
+        if isinstance(cfg, DictConfig | ListConfig)
+        else cfg
+    )
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                where = f"{key}.{k}" if key else str(k)
+                if k == "_target_" and (not isinstance(v, str) or v not in allowed):
+                    shown = repr(v) if len(repr(v)) <= 100 else repr(v)[:97] + "..."
+                    raise RetrainError(
+                        f"{source}: {where} = {shown} is not one of the project's own classes; "
+                        "a registered config may only name the classes in "
+                        "cryptoforecast.pipelines.retrain.ALLOWED_TARGETS (refused before "
+                        "anything was built)"
+                    )
+                walk(v, where)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{key}[{i}]")
+
+    walk(container, "")
 
 
 @dataclasses.dataclass
@@ -427,7 +503,9 @@ def retrain(
     champ_version, champ_source = find_champion(registry, name)
     champ_dir = registry.path(f"{name}:{champ_version}")
     champ_cfg = OmegaConf.load(champ_dir / "config.yaml")
-    assert isinstance(champ_cfg, DictConfig)
+    if not isinstance(champ_cfg, DictConfig):
+        raise RetrainError(f"{champ_dir / 'config.yaml'}: not a mapping")
+    check_targets(champ_cfg, champ_dir / "config.yaml")  # before anything is built from it
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(champ_cfg, name)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise RetrainError(f"{out_dir}: already exists and is not empty; pass another --out")

@@ -17,6 +17,10 @@ Guarantees:
   is refused with an error naming it. Only ONNX and JSON/YAML are stored; nothing is unpickled.
 - ``promote`` pushes onto the stage's history; ``rollback`` pops it, restoring the previous
   version of that stage.
+- Nothing read from the registry is trusted: manifest names must be plain files inside the
+  version (no ``..``, absolute paths or symlinks, see ``verify_bundle``), a version folder may
+  not be a symlink, and a corrupt ``stages.json`` or ``registry.json`` is a
+  :class:`RegistryError` naming the file. :meth:`Registry.verify` checks everything at once.
 """
 
 from __future__ import annotations
@@ -140,7 +144,22 @@ class Registry:
         path = self.root / _check_name(name) / "stages.json"
         if not path.is_file():
             return {"current": {}, "history": {}, "events": []}
-        data: dict[str, Any] = json.loads(path.read_text())
+        data = read_json(path)
+        current, history, events = (data.get(k) for k in ("current", "history", "events"))
+        if (
+            not isinstance(current, dict)
+            or not isinstance(history, dict)
+            or not isinstance(events, list)
+            or any(s not in STAGES or not _is_version(v) for s, v in current.items())
+            or any(
+                s not in STAGES or not isinstance(h, list) or not all(map(_is_version, h))
+                for s, h in history.items()
+            )
+        ):
+            raise RegistryError(
+                f"{path}: malformed stages file (expected current/history of stage -> version "
+                "and an events list); fix or restore it from a backup"
+            )
         return data
 
     def resolve(self, ref: str | ModelRef) -> tuple[ModelRef, int]:
@@ -168,6 +187,8 @@ class Registry:
         """The bundle folder of a reference, its checksums verified (``BundleError`` if not)."""
         parsed, version = self.resolve(ref)
         folder = self._versions_dir(parsed.name) / str(version)
+        if folder.is_symlink():
+            raise RegistryError(f"{folder}: is a symlink; registry versions must be real folders")
         if verify:
             verify_bundle(folder)
         return folder
@@ -176,8 +197,8 @@ class Registry:
         """Manifest, registry metadata and stages of one version (checksums verified)."""
         parsed, version = self.resolve(ref)
         folder = self.path(f"{parsed.name}:{version}")
-        manifest = json.loads((folder / MANIFEST).read_text())
-        meta = json.loads((folder / META).read_text()) if (folder / META).is_file() else {}
+        manifest = read_json(folder / MANIFEST)
+        meta = read_json(folder / META) if (folder / META).is_file() else {}
         current = self.stages(parsed.name)["current"]
         return {
             "name": parsed.name,
@@ -194,6 +215,52 @@ class Registry:
             {"name": n, "versions": self.versions(n), "stages": self.stages(n)["current"]}
             for n in self.names()
         ]
+
+    def verify(self) -> list[dict[str, Any]]:
+        """Check every version of every model: files, checksums, metadata and stages.
+
+        Returns:
+            One row per version (and one per unreadable ``stages.json``): ``name``,
+            ``version`` (None for a stages row), ``ok`` and ``error`` (None when ok).
+        """
+        rows: list[dict[str, Any]] = []
+        if not self.root.is_dir():
+            return rows
+        for folder in sorted(self.root.iterdir()):
+            if folder.name.startswith(".") or not folder.is_dir() or not _NAME.match(folder.name):
+                continue
+            name = folder.name
+            try:
+                current = self.stages(name)["current"]
+            except RegistryError as exc:
+                rows.append({"name": name, "version": None, "ok": False, "error": str(exc)})
+                current = {}
+            for version in self.versions(name):
+                error = None
+                try:
+                    bundle = self.path(f"{name}:{version}")
+                    meta = bundle / META
+                    if meta.is_symlink():
+                        raise RegistryError(f"{meta}: is a symlink")
+                    if meta.is_file():
+                        read_json(meta)
+                except (RegistryError, BundleError) as exc:
+                    error = str(exc)
+                row = {"name": name, "version": version, "ok": error is None, "error": error}
+                rows.append(row)
+            known = set(self.versions(name))
+            for stage, version in current.items():
+                if int(version) not in known:
+                    rows.append(
+                        {
+                            "name": name,
+                            "version": None,
+                            "ok": False,
+                            "error": f"{folder / 'stages.json'}: {stage} points at missing "
+                            f"version {version}",
+                        }
+                    )
+        return rows
 
     # ------------------------------------------------------------------ writing
 
@@ -281,6 +348,8 @@ class Registry:
 
 def copy_file(src: Path, dst: Path) -> None:
     """Copy one bundle file (a module-level hook so tests can interrupt a registration)."""
+    if src.is_symlink():
+        raise BundleError(f"{src}: is a symlink; a bundle's files must be plain files")
     if not src.is_file():
         raise BundleError(f"{src}: missing from the bundle")
     shutil.copyfile(src, dst)
@@ -297,6 +366,21 @@ def _rmtree(path: Path) -> None:
         shutil.rmtree(path, onerror=_writable)  # onexc needs 3.12
     elif path.exists():
         path.unlink()
+
+
+def read_json(path: Path) -> Any:
+    """A registry or bundle JSON file that must be an object, or a :class:`RegistryError`."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RegistryError(f"{path}: unreadable or corrupt JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _is_version(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _now() -> str:

@@ -45,8 +45,14 @@ from cryptoforecast.data.schema import (
     interval_to_timedelta,
 )
 from cryptoforecast.data.sources import TIMESTAMP_ALIASES, normalize_raw_frame
-from cryptoforecast.export.bundle import MODEL_FILE, decode_outputs, verify_bundle
+from cryptoforecast.export.bundle import (
+    MODEL_FILE,
+    BundleError,
+    decode_outputs,
+    verify_bundle,
+)
 from cryptoforecast.features.pipeline import FeatureSet
+from cryptoforecast.features.registry import SpecError
 from cryptoforecast.features.scalers import scaler_from_dict
 from cryptoforecast.features.transforms import Transform, TransformBase
 
@@ -86,9 +92,14 @@ class Predictor:
 
         self.folder = Path(folder)
         self.manifest = verify_bundle(self.folder) if verify else {}
-        self.spec: dict[str, Any] = json.loads((self.folder / "feature_spec.json").read_text())
-        state = json.loads((self.folder / "scaler.json").read_text())
-        self.feature_set = FeatureSet.from_spec(self.spec)
+        self.spec: dict[str, Any] = _read_json(self.folder / "feature_spec.json")
+        state = _read_json(self.folder / "scaler.json")
+        try:
+            self.feature_set = FeatureSet.from_spec(
+                self.spec, source=str(self.folder / "feature_spec.json")
+            )
+        except SpecError as exc:
+            raise BundleError(str(exc)) from None
         if list(state["feature_names"]) != self.feature_set.names():
             raise DataError(
                 f"{self.folder}: scaler.json and feature_spec.json name other features"
@@ -380,3 +391,11 @@ def transform_values(transform: Transform, candles: pd.DataFrame) -> np.ndarray:
             "index other than the candles'"
         )
     return out.to_numpy(dtype=np.float64)
+
+
+def _read_json(path: Path) -> Any:
+    """A bundle's JSON file, or a :class:`BundleError` naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{path}: unreadable JSON: {exc}") from None
