@@ -39,7 +39,6 @@ class RunCheckpoint(ModelCheckpoint):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._last_written_step = -1
-        self._resume_dir: Path | None = None
 
     @property
     def state_key(self) -> str:
@@ -78,18 +77,24 @@ class RunCheckpoint(ModelCheckpoint):
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        """Remember where the resumed checkpoint lies (its run's other checkpoints are there)."""
-        self._resume_dir = Path(trainer.ckpt_path).parent if trainer.ckpt_path else None
+        """From another run folder: copy its best checkpoints here and point the record at them.
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the record; from another run folder, against copies of its best checkpoints."""
-        old = state_dict.get("dirpath")
-        if old and self.dirpath and old != self.dirpath:
-            state_dict = self._adopt(state_dict, self._resume_dir or Path(old))
-        super().load_state_dict(state_dict)
+        Runs before Lightning hands the record to :meth:`load_state_dict`, which then finds its
+        own ``dirpath`` and restores everything. The files are looked up beside the resumed
+        checkpoint (its run's ``checkpoints/``), falling back to the recorded folder.
+        """
+        states = checkpoint.get("callbacks") or {}
+        state = states.get(self.state_key)
+        old = state.get("dirpath") if isinstance(state, dict) else None
+        if not old or not self.dirpath or old == self.dirpath:
+            return
+        source = Path(trainer.ckpt_path).parent if trainer.ckpt_path else Path(old)
+        adopted = self._adopt(state, source, copy=trainer.is_global_zero)
+        trainer.strategy.barrier()
+        states[self.state_key] = adopted
 
-    def _adopt(self, state: dict[str, Any], source: Path) -> dict[str, Any]:
-        """``state`` with its checkpoint files copied from ``source`` into this run's folder.
+    def _adopt(self, state: dict[str, Any], source: Path, copy: bool) -> dict[str, Any]:
+        """``state`` pointing at copies (made here if ``copy``) of its files from ``source``.
 
         Returns ``state`` unchanged (Lightning then warns and keeps only the best path) when a
         recorded checkpoint is missing from ``source``.
@@ -107,16 +112,19 @@ class RunCheckpoint(ModelCheckpoint):
                 ", ".join(missing),
             )
             return state
-        target.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            dst = target / name
-            if not (dst.exists() and os.path.samefile(source / name, dst)):
-                shutil.copy2(source / name, dst)
+        if copy:
+            target.mkdir(parents=True, exist_ok=True)
+            for name in names:
+                dst = target / name
+                if not (dst.exists() and os.path.samefile(source / name, dst)):
+                    shutil.copy2(source / name, dst)
+            log.info(
+                "resuming into %s: copied %s from %s", target, ", ".join(names) or "-", source
+            )
 
         def moved(path: str | None) -> str | None:
             return str(target / Path(path).name) if path else path
 
-        log.info("resuming into %s: copied %s from %s", target, ", ".join(names) or "-", source)
         return {
             **state,
             "dirpath": self.dirpath,
