@@ -205,3 +205,31 @@ def test_rejects_unknown_task_and_shape_mismatch() -> None:
     x, y = torch.randn(4, LOOKBACK, N_FEATURES), torch.randn(4, 1)
     with pytest.raises(ValueError, match="target"):
         lit.model_step((x, y))
+
+
+def test_best_val_loss_survives_a_checkpoint_round_trip() -> None:
+    """A resumed fit starts from the stored best val/loss, so val/loss_best spans all epochs."""
+    lit = make_lit()
+    lit.val_loss_best(torch.tensor(0.25))
+    lit.val_loss_best(torch.tensor(0.75))
+    checkpoint: dict[str, Any] = {}
+    lit.on_save_checkpoint(checkpoint)
+    checkpoint = torch.load(_round_trip(checkpoint), weights_only=True)  # plain tensors only
+    resumed = make_lit()
+    resumed.on_load_checkpoint(checkpoint)
+    resumed.on_train_start()
+    resumed.val_loss_best(torch.tensor(0.5))  # a later, worse epoch
+    assert resumed.val_loss_best.compute().item() == 0.25
+    fresh = make_lit()  # a fit without a checkpoint starts from nothing
+    fresh.on_train_start()
+    fresh.val_loss_best(torch.tensor(0.5))
+    assert fresh.val_loss_best.compute().item() == 0.5
+
+
+def _round_trip(obj: dict[str, Any]) -> Any:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return buf

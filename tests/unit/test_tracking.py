@@ -91,6 +91,29 @@ def test_logger_factory_starts_no_run_and_leaves_the_env_alone(
     assert make_wandb_logger()._wandb_init["mode"] == "online"  # never started: no network
 
 
+def test_logger_bounds_the_wait_for_the_server(no_login: Path) -> None:
+    assert make_wandb_logger()._wandb_init["settings"].init_timeout == 10.0
+    assert make_wandb_logger(init_timeout=25)._wandb_init["settings"].init_timeout == 25.0
+    assert "settings" not in make_wandb_logger(init_timeout=None)._wandb_init  # W&B's own 90 s
+    for bad in (0, -5, "soon", True):
+        with pytest.raises(ValueError, match=r"logger\.wandb\.init_timeout=.*give seconds"):
+            make_wandb_logger(init_timeout=bad)  # type: ignore[arg-type]
+
+
+def test_a_server_that_timed_out_is_not_waited_for_again(
+    no_login: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptoforecast.tracking import wandb_setup
+
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setattr(wandb_setup, "_unreachable", {"http://127.0.0.1:9"})
+    assert resolve_mode() == "offline"
+    assert make_wandb_logger()._wandb_init["mode"] == "offline"
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:10")  # another server: still tried
+    assert resolve_mode() == "online"
+
+
 def test_offline_run_file_round_trip(tmp_path: Path) -> None:
     """Summary, config, history, media and exit code read back from the .wandb log."""
     import wandb

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -17,6 +18,7 @@ from torchmetrics.regression import MeanAbsoluteError
 log = logging.getLogger(__name__)
 
 TASKS = ("regression", "classification")
+VAL_LOSS_BEST_KEY = "val_loss_best"  # checkpoint entry: best epoch-level val/loss so far
 
 
 class LitForecaster(L.LightningModule):
@@ -68,6 +70,7 @@ class LitForecaster(L.LightningModule):
         self.metric_name = "mae" if task == "regression" else "acc"
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_loss_best = MinMetric()
+        self._resumed_val_loss_best: Tensor | None = None  # from a checkpoint, see on_train_start
         self.val_metric = self._make_metric()
         self.test_metric = self._make_metric()
 
@@ -103,10 +106,26 @@ class LitForecaster(L.LightningModule):
         return loss, preds.detach(), y
 
     def on_train_start(self) -> None:
-        """Forget what the sanity check (or an earlier ``validate``) put into the val metrics."""
+        """Forget what the sanity check (or an earlier ``validate``) put into the val metrics.
+
+        A run resumed from a checkpoint starts from that checkpoint's best validation loss, so
+        ``val/loss_best`` is the minimum over all epochs, as in an uninterrupted run.
+        """
         self.val_loss.reset()
         self.val_metric.reset()
         self.val_loss_best.reset()
+        if self._resumed_val_loss_best is not None:
+            self.val_loss_best(self._resumed_val_loss_best.to(self.device))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the best epoch-level validation loss so far (metric states are not saved)."""
+        checkpoint[VAL_LOSS_BEST_KEY] = self.val_loss_best.min_value.detach().cpu().clone()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the stored best validation loss for :meth:`on_train_start` (resume)."""
+        best = checkpoint.get(VAL_LOSS_BEST_KEY)
+        finite = isinstance(best, Tensor) and bool(torch.isfinite(best).all())
+        self._resumed_val_loss_best = best if finite else None
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         """One optimisation step; logs ``train/loss``."""

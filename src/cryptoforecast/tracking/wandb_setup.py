@@ -4,13 +4,19 @@ Mode selection never prompts and never touches the network: credentials are look
 (``WANDB_API_KEY``, an identity-token file, this process's ``wandb.login`` session, or the netrc
 entry for ``WANDB_BASE_URL``), the same places ``wandb.api.api_key`` reads, without calling it
 (deprecated in wandb 0.31).
+
+An online run whose server cannot be reached never costs the training run: ``wandb.init`` waits
+at most ``init_timeout`` seconds (W&B's own default is 90), then the run starts offline with a
+warning naming the ``wandb sync`` command, and later runs of the process go straight offline.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import netrc
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -22,13 +28,22 @@ log = logging.getLogger(__name__)
 
 MODES = ("online", "offline", "disabled")
 DEFAULT_BASE_URL = "https://api.wandb.ai"
+INIT_TIMEOUT_S = 10.0  # wandb.init's own wait; wandb-core adds ~10 s of start-up and retries
+
+# W&B servers this process could not reach: later runs go offline at once instead of waiting.
+_unreachable: set[str] = set()
+
+
+def base_url() -> str:
+    """The W&B server runs talk to (``WANDB_BASE_URL``, else W&B's cloud)."""
+    return os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
 
 
 def has_wandb_credentials() -> bool:
     """Whether W&B could authenticate without asking: API key, token file, session or netrc."""
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
-    host = os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
+    host = base_url()
     try:
         from wandb.sdk.lib import wbauth
     except ImportError:  # older/newer wandb layout: read the netrc file ourselves
@@ -54,9 +69,10 @@ def _netrc_has(host: str) -> bool:
 def resolve_mode(mode: str | None = None) -> str:
     """The W&B mode to use: ``mode`` if given, else from ``WANDB_MODE`` and the credentials.
 
-    ``online`` only when credentials exist (:func:`has_wandb_credentials`) and ``WANDB_MODE``
-    (or ``WANDB_DISABLED``) does not ask for offline/disabled; otherwise ``offline``, so a run
-    never waits for a login prompt or the network.
+    ``online`` only when credentials exist (:func:`has_wandb_credentials`), ``WANDB_MODE``
+    (or ``WANDB_DISABLED``) does not ask for offline/disabled and the server did not already time
+    out in this process; otherwise ``offline``, so a run never waits for a login prompt or the
+    network.
 
     Raises:
         ValueError: ``mode`` is not one of ``online``, ``offline``, ``disabled``.
@@ -71,7 +87,14 @@ def resolve_mode(mode: str | None = None) -> str:
         return "disabled"
     if env in ("offline", "dryrun"):
         return "offline"
-    return "online" if has_wandb_credentials() else "offline"
+    if not has_wandb_credentials():
+        return "offline"
+    if base_url() in _unreachable:
+        log.info(
+            "W&B server %s was unreachable earlier in this process: logging offline", base_url()
+        )
+        return "offline"
+    return "online"
 
 
 def make_wandb_logger(
@@ -83,8 +106,12 @@ def make_wandb_logger(
     mode: str | None = None,
     log_model: bool = False,
     job_type: str | None = None,
+    init_timeout: float | None = INIT_TIMEOUT_S,
 ) -> WandbLogger:
     """A Lightning ``WandbLogger``; the run starts lazily, on first use of ``.experiment``.
+
+    An online start that fails (server unreachable or slow past ``init_timeout``, credentials
+    refused) falls back to an offline run with a warning naming its ``wandb sync`` command.
 
     Args:
         project: W&B project.
@@ -95,16 +122,28 @@ def make_wandb_logger(
         mode: ``online``, ``offline``, ``disabled``, or None for :func:`resolve_mode`.
         log_model: upload checkpoints as artifacts (Lightning's ``log_model``).
         job_type: W&B job type (``train``, ``fold``, ``aggregate``).
+        init_timeout: seconds ``wandb.init`` may wait for the server before the run goes
+            offline; None keeps W&B's own (``WANDB_INIT_TIMEOUT``, else 90 s).
 
     Returns:
         The logger (no W&B run yet).
+
+    Raises:
+        ValueError: ``mode`` is unknown or ``init_timeout`` is not a positive number.
     """
-    from lightning.pytorch.loggers import WandbLogger
+    import wandb
 
     resolved = resolve_mode(mode)
+    extra: dict[str, Any] = {}
+    if init_timeout is not None:
+        if isinstance(init_timeout, bool) or not isinstance(init_timeout, (int, float)):
+            raise ValueError(f"logger.wandb.init_timeout={init_timeout!r}; give seconds (> 0)")
+        if not init_timeout > 0:
+            raise ValueError(f"logger.wandb.init_timeout={init_timeout!r}; give seconds (> 0)")
+        extra["settings"] = wandb.Settings(init_timeout=float(init_timeout))
     # The mode goes to wandb.init; Lightning's own offline=True would set WANDB_MODE for the
     # whole process and so decide the mode of every later run too.
-    logger = WandbLogger(
+    logger = _fallback_logger_class()(
         name=name,
         save_dir=save_dir,
         project=project,
@@ -113,10 +152,51 @@ def make_wandb_logger(
         tags=list(tags or []),
         job_type=job_type,
         mode=resolved,
+        **extra,
     )
     # Lightning always passes anonymous=None, which wandb 0.31 warns about on every run.
     logger._wandb_init.pop("anonymous", None)
     return logger
+
+
+@functools.cache
+def _fallback_logger_class() -> type[WandbLogger]:
+    """``WandbLogger`` whose failed online start becomes an offline run.
+
+    Defined on first use, so importing this module does not import Lightning.
+    """
+    from lightning.pytorch.loggers import WandbLogger
+
+    class FallbackWandbLogger(WandbLogger):  # type: ignore[misc]
+        @property
+        def experiment(self) -> Any:
+            """The W&B run; an online start that fails is retried offline (warning logged)."""
+            if self._experiment is not None or self._wandb_init.get("mode") != "online":
+                return super().experiment
+            import wandb
+
+            start = time.monotonic()
+            try:
+                return super().experiment
+            except (wandb.Error, TimeoutError, ConnectionError) as err:
+                waited = time.monotonic() - start
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            _unreachable.add(base_url())
+            self._experiment = None
+            self._wandb_init["mode"] = "offline"
+            run = super().experiment
+            log.warning(
+                "W&B: could not start the online run at %s after %.0f s (%s); logging offline to "
+                "%s (later runs of this process too); upload later with: wandb sync %s",
+                base_url(),
+                waited,
+                reason,
+                run.settings.sync_dir,
+                run.settings.sync_dir,
+            )
+            return run
+
+    return FallbackWandbLogger
 
 
 def active_run_logger(save_dir: str, model_name: str | None = None) -> WandbLogger | None:
