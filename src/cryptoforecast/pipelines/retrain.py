@@ -67,6 +67,7 @@ ALLOWED_TARGETS: frozenset[str] = frozenset(
         "cryptoforecast.data.splits.WalkForwardSplit",
         "cryptoforecast.features.pipeline.FeatureSet",
         "cryptoforecast.models.baselines.NaiveForecaster",
+        "cryptoforecast.models.checkpointing.RunCheckpoint",
         "cryptoforecast.models.ensemble.StackingEnsemble",
         "cryptoforecast.models.lightgbm_forecaster.LightGBMForecaster",
         "cryptoforecast.models.lit_forecaster.LitForecaster",
