@@ -198,14 +198,11 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.measure import Measurement
-    from rich.table import Table
-
     from cryptoforecast.evaluation.compare import (
         comparison_table,
         find_failed,
         find_runs,
+        print_table,
         write_comparison,
     )
 
@@ -224,17 +221,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     first = args.paths[0]
     out = args.out or (first if first.is_dir() else first.parent)
     written = write_comparison(table, out, args.sort)
-    view = Table(title=f"{len(table)} run(s) by {args.sort}{' (descending)' if args.desc else ''}")
-    shown = table.drop(columns=["path"])
-    for col in [shown.index.name, *shown.columns]:
-        view.add_column(str(col), justify="left" if col in ("run", "model") else "right")
-    for name, row in shown.iterrows():
-        cells = ("-" if v != v else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row)
-        view.add_row(str(name), *cells)  # v != v: NaN
-    width = Measurement.get(console, console.options.update_width(1000), view).maximum
-    if width > console.width:  # wider than the terminal (or 80 when piped): do not truncate
-        console = Console(width=width)
-    console.print(view)
+    title = f"{len(table)} run(s) by {args.sort}{' (descending)' if args.desc else ''}"
+    print_table(table, title, console)
     for folder, error in find_failed(args.paths):
         console.print(f"[red]failed job[/] {folder}: {error}", highlight=False, soft_wrap=True)
     console.print("wrote " + ", ".join(map(str, written)), highlight=False, soft_wrap=True)

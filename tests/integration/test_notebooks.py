@@ -22,7 +22,8 @@ from cryptoforecast.paths import PROJECT_ROOT
 from .test_compare import tiny_runs
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
-JOBS = {"attention_lstm": "0", "tcn_attention": "1", "lightgbm": "2"}  # tiny_runs' job folders
+# tiny_runs' job folders: named after the swept override
+JOBS = {m: f"{i}_model={m}" for i, m in enumerate(("attention_lstm", "tcn_attention", "lightgbm"))}
 
 
 def test_there_are_notebooks() -> None:

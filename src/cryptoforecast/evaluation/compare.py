@@ -332,6 +332,33 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def print_table(table: pd.DataFrame, title: str, console: Any = None) -> None:
+    """Print the comparison table with ``rich``, as wide as it needs (never truncated).
+
+    Args:
+        table: from :func:`comparison_table` (its ``path`` column is left out).
+        title: the table's title.
+        console: a ``rich`` console; default one on stdout. A table wider than the console
+            is printed on a console of its own width rather than cut.
+    """
+    from rich.console import Console
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    console = console or Console()
+    view = Table(title=title)
+    shown = table.drop(columns=["path"], errors="ignore")
+    for col in [shown.index.name, *shown.columns]:
+        view.add_column(str(col), justify="left" if col in ("run", "model") else "right")
+    for name, row in shown.iterrows():
+        cells = ("-" if v != v else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row)
+        view.add_row(str(name), *cells)  # v != v: NaN
+    width = Measurement.get(console, console.options.update_width(1000), view).maximum
+    if width > console.width:  # wider than the terminal (or 80 when piped): do not truncate
+        console = Console(width=width, file=console.file)
+    console.print(view)
+
+
 def metric_filename(metric: str) -> str:
     """``test/rmse`` -> ``comparison_test_rmse.png``."""
     return "comparison_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", metric).strip("_") + ".png"
