@@ -275,6 +275,7 @@ def print_comparison(sweep_dir: Path, metric: str = "test/rmse") -> list[Path]:
         table = comparison_table(records, sort=metric)
         written = write_comparison(table, sweep_dir, metric)
         print_table(table, f"{len(table)} job(s) of {sweep_dir.name} by {metric}")
+
     except Exception as exc:  # noqa: BLE001 - a report must not turn a finished sweep into an error
         log.warning("no comparison table for %s: %s: %s", sweep_dir, type(exc).__name__, exc)
         return []
