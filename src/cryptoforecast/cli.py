@@ -266,6 +266,8 @@ def _path_or_bundled(target: str, market: str = "spot", interval: str = "1h") ->
 
 
 def _print_report(rep: dict[str, Any], max_list: int) -> None:
+    import math
+
     from rich.table import Table
 
     console = _console()
@@ -296,6 +298,23 @@ def _print_report(rep: dict[str, Any], max_list: int) -> None:
         if len(rep["gaps"]) > max_list:
             gaps.add_row(f"... {len(rep['gaps']) - max_list} more (--json for all)", "")
         console.print(gaps)
+    if rep["spikes"]:
+        spikes = Table(title="return spikes (flagged, kept: check them against another source)")
+        for col in ("bar (open time)", "return", "robust z", "previous close", "close"):
+            spikes.add_column(col, justify="left" if col.startswith("bar") else "right")
+        for spike in rep["spikes"][:max_list]:
+            spikes.add_row(
+                spike["timestamp"],
+                f"{100 * math.expm1(spike['log_return']):+.2f} %",
+                f"{spike['robust_z']:+.1f}",
+                *(
+                    f"{v:,.2f}" if v >= 1 else f"{v:.6g}"
+                    for v in (spike.get("previous_close", math.nan), spike.get("close", math.nan))
+                ),
+            )
+        if len(rep["spikes"]) > max_list:
+            spikes.add_row(f"... {len(rep['spikes']) - max_list} more (--json for all)", "", "")
+        console.print(spikes)
     for msg in rep["errors"]:
         console.print(f"[red]error:[/] {msg}", highlight=False, soft_wrap=True)
 
