@@ -503,3 +503,56 @@ def write_comparison(table: pd.DataFrame, out_dir: Path, metric: str | None) -> 
     if metric and metric in table.columns and table[metric].notna().any():
         written.append(plot_metric(table, metric, out_dir / metric_filename(metric)))
     return written
+
+
+LOSS_COLUMNS = {"val/loss": ("val/loss", "val_loss"), "train/loss": ("train/loss", "train_loss")}
+
+
+def _per_epoch(rows: pd.DataFrame, source: str) -> pd.DataFrame | None:
+    """One row per epoch (the last logged value of each loss), or None without ``val/loss``."""
+    out = pd.DataFrame(index=rows.index)
+    for name, aliases in LOSS_COLUMNS.items():
+        found = next((a for a in aliases if a in rows.columns), None)
+        if found is not None:
+            out[name] = pd.to_numeric(rows[found], errors="coerce")
+    if "epoch" not in rows.columns or "val/loss" not in out.columns:
+        return None
+    out["epoch"] = pd.to_numeric(rows["epoch"], errors="coerce")
+    out = out.dropna(subset=["epoch"]).groupby("epoch", sort=True).last().reset_index()
+    out = out.dropna(subset=["val/loss"])
+    if out.empty:
+        return None
+    out["epoch"] = out["epoch"].astype(int)
+    out.attrs["source"] = source
+    return out
+
+
+def epoch_losses(run_dir: Path) -> pd.DataFrame | None:
+    """Per-epoch losses of a torch run, from whatever its logger left in the run folder.
+
+    Sources, first found wins: ``metrics.csv`` (the per-epoch log written for every run),
+    ``csv/metrics.csv`` (``logger=csv``), then W&B offline runs (``logger=wandb``, the default,
+    without a W&B login: ``wandb/offline-run-*``; with several, as under walk-forward, the last
+    one holding ``val/loss``, i.e. the last fold). Nothing is read over the network.
+
+    Returns:
+        ``epoch``, ``val/loss`` and, when logged, ``train/loss``, one row per epoch, with
+        ``attrs["source"]`` naming the file read; None when no source has a validation loss
+        (LightGBM, naive, ``fast_dev_run``).
+    """
+    run_dir = Path(run_dir)
+    for path in (run_dir / "metrics.csv", run_dir / "csv" / "metrics.csv"):
+        if path.exists():
+            found = _per_epoch(pd.read_csv(path), str(path))
+            if found is not None:
+                return found
+    offline = sorted(p for p in (run_dir / "wandb").glob("offline-run-*") if p.is_dir())
+    if offline:
+        from cryptoforecast.tracking.wandb_setup import read_offline_run
+
+        for folder in reversed(offline):
+            history = pd.DataFrame(read_offline_run(folder)["history"])
+            found = _per_epoch(history, str(folder))
+            if found is not None:
+                return found
+    return None
