@@ -20,6 +20,7 @@ from cryptoforecast.evaluation.compare import (
     find_runs,
     period_warning,
     plot_metric,
+    write_comparison,
 )
 from cryptoforecast.serving.monitor import MonitorSpec, plot_monitor, threshold_lines
 from cryptoforecast.tracking.plots import plot_attention_by_lag
@@ -171,3 +172,28 @@ def test_monitor_plot_shows_the_coin_flip_line(tmp_path: Path, saved: list) -> N
     assert "coin flip = alert (0.5)" in da["legend"]
     plot_monitor(frame, tmp_path / "m2.png", "m", MonitorSpec(da_floor=0.45))
     assert {"coin flip (0.5)", "alert (0.45)"} <= set(saved[1]["axes"][0]["legend"])
+
+
+def test_compare_multi_horizon_runs_show_each_horizon(tmp_path: Path, saved: list) -> None:
+    """Runs with ``target.horizon=[1,4]`` have ``test/h1/rmse``..., no ``test/rmse``."""
+    for name, (h1, h4) in {"a": (101.0, 205.0), "b": (99.0, 210.0)}.items():
+        folder = tmp_path / name
+        (folder / ".hydra").mkdir(parents=True)
+        metrics = {
+            "test/h1/rmse": h1,
+            "test/h4/rmse": h4,
+            "baseline/h1/rmse": 100.0,
+            "baseline/h4/rmse": 200.0,
+        }
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    table = comparison_table(find_runs([tmp_path]), sort="test/rmse")
+    assert list(table.index) == ["b", "a"]  # by the shortest horizon's RMSE
+    assert ["test/h1/rmse", "test/h4/rmse", "baseline/h1/rmse", "baseline/h4/rmse"] == [
+        c for c in table.columns if "rmse" in c
+    ]
+    written = write_comparison(table, tmp_path / "out", "test/rmse")
+    assert [p.name for p in written[2:]] == [
+        "comparison_test_h1_rmse.png",
+        "comparison_test_h4_rmse.png",
+    ]
+    assert saved[1]["axes"][0]["bars"] == pytest.approx([5.0, 2.5])  # h4 vs its persistence

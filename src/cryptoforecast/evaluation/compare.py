@@ -289,6 +289,23 @@ def differing_config(records: Sequence[RunRecord]) -> list[str]:
     return [k for k in out if not (k.endswith("._target_") and k.split(".", 1)[0] in groups)]
 
 
+def _per_horizon(metric: str, records: Sequence[RunRecord]) -> list[str]:
+    """``[metric]`` if a run has it, else its per-horizon keys (``test/h4/rmse``) by horizon."""
+    if any(metric in r.metrics for r in records):
+        return [metric]
+    if "/" not in metric:
+        return []
+    prefix, name = metric.split("/", 1)
+    pattern = re.compile(rf"{re.escape(prefix)}/h(\d+)/{re.escape(name)}")
+    found = {
+        (int(m.group(1)), key)
+        for r in records
+        for key in r.metrics
+        if (m := pattern.fullmatch(key))
+    }
+    return [key for _, key in sorted(found)]
+
+
 def comparison_table(
     records: Sequence[RunRecord],
     sort: str | None = "test/rmse",
@@ -313,7 +330,9 @@ def comparison_table(
     wanted = [*KEY_METRICS, *(m for m in metrics or () if m not in KEY_METRICS)]
     if sort and sort not in wanted:
         wanted.append(sort)
-    present = [m for m in wanted if any(m in r.metrics for r in records)]
+    present = list(dict.fromkeys(k for m in wanted for k in _per_horizon(m, records)))
+    if sort and sort not in present:  # multi-horizon runs: sort by the shortest horizon
+        sort = next(iter(_per_horizon(sort, records)), sort)
     diff = differing_config(records)
     rows = []
     for r in records:
@@ -495,13 +514,23 @@ def plot_metric(table: pd.DataFrame, metric: str, path: Path) -> Path:
 
 
 def write_comparison(table: pd.DataFrame, out_dir: Path, metric: str | None) -> list[Path]:
-    """Write ``comparison.md``, ``comparison.csv`` and, if ``metric`` is a column, its bar plot."""
+    """Write ``comparison.md``, ``comparison.csv`` and, if ``metric`` is a column, its chart.
+
+    For multi-horizon runs (``test/h1/rmse``, ``test/h4/rmse`` ... instead of ``test/rmse``)
+    one chart per horizon is drawn.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "comparison.md", out_dir / "comparison.csv"]
     written[0].write_text(to_markdown(table))
     table.to_csv(written[1])
-    if metric and metric in table.columns and table[metric].notna().any():
-        written.append(plot_metric(table, metric, out_dir / metric_filename(metric)))
+    charts = [metric] if metric in table.columns else []
+    if metric and not charts and "/" in metric:
+        prefix, name = metric.split("/", 1)
+        pattern = re.compile(rf"{re.escape(prefix)}/h\d+/{re.escape(name)}")
+        charts = [c for c in table.columns if pattern.fullmatch(str(c))]
+    for column in charts:
+        if table[column].notna().any():
+            written.append(plot_metric(table, column, out_dir / metric_filename(column)))
     return written
 
 
