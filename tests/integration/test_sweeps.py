@@ -252,7 +252,8 @@ def test_model_multirun_keeps_going_past_failed_jobs(tmp_path: Path) -> None:
     pairs = [
         (m, v) for m in ("attention_lstm", "tcn", "lightgbm") for v in ("lightweight", "huge")
     ]
-    assert names == {f"{n}_model={m},model.variant={v}" for n, (m, v) in enumerate(pairs)}
+    # Hydra sorts the overrides in the name (model.variant before model: "." < "=")
+    assert names == {f"{n}_model.variant={v},model={m}" for n, (m, v) in enumerate(pairs)}
     for num, model in ok.items():
         metrics = json.loads((_job_dir(sweep, num) / "metrics.json").read_text())
         assert "test/rmse" in metrics and "val/loss_best" in metrics
