@@ -74,7 +74,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="train a model (alias of `python train.py` with the research report's options)",
         description="Maps the options onto Hydra overrides and runs the same pipeline as "
         "`python train.py`; anything after the options is passed on as Hydra overrides, e.g. "
-        "`cryptoforecast train BTCUSDT --model-type tcn --days 365 split=walk_forward`.",
+        "`cryptoforecast train BTCUSDT --model-type tcn --days 365 split=walk_forward`. "
+        "Writes the run folder outputs/train/runs/<time>_<model>/.",
     )
     train.add_argument("symbol", help="e.g. BTCUSDT (bundled: BTCUSDT, ETHUSDT)")
     train.add_argument("--model-type", default="attention_lstm", help="a conf/model/*.yaml name")
@@ -123,7 +124,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "the TextSentiment feature (features/sentiment.py).",
     )
     score.add_argument("texts", type=Path, help="CSV with timestamp,text columns")
-    score.add_argument("--out", type=Path, required=True, help="hourly sentiment CSV to write")
+    score.add_argument(
+        "--out", type=Path, required=True, help="hourly CSV to write (e.g. outputs/hourly.csv)"
+    )
     score.add_argument("--scorer", default="vader", choices=["vader", "transformers"])
     score.add_argument("--model-dir", type=Path, default=None, help="local model (transformers)")
     score.add_argument("--interval", default="1h", help="bucket length (default 1h)")
@@ -205,14 +208,11 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.measure import Measurement
-    from rich.table import Table
-
     from cryptoforecast.evaluation.compare import (
         comparison_table,
         find_failed,
         find_runs,
+        print_table,
         write_comparison,
     )
 
@@ -231,17 +231,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     first = args.paths[0]
     out = args.out or (first if first.is_dir() else first.parent)
     written = write_comparison(table, out, args.sort)
-    view = Table(title=f"{len(table)} run(s) by {args.sort}{' (descending)' if args.desc else ''}")
-    shown = table.drop(columns=["path"])
-    for col in [shown.index.name, *shown.columns]:
-        view.add_column(str(col), justify="left" if col in ("run", "model") else "right")
-    for name, row in shown.iterrows():
-        cells = ("-" if v != v else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row)
-        view.add_row(str(name), *cells)  # v != v: NaN
-    width = Measurement.get(console, console.options.update_width(1000), view).maximum
-    if width > console.width:  # wider than the terminal (or 80 when piped): do not truncate
-        console = Console(width=width)
-    console.print(view)
+    title = f"{len(table)} run(s) by {args.sort}{' (descending)' if args.desc else ''}"
+    print_table(table, title, console)
     for folder, error in find_failed(args.paths):
         console.print(f"[red]failed job[/] {folder}: {error}", highlight=False, soft_wrap=True)
     console.print("wrote " + ", ".join(map(str, written)), highlight=False, soft_wrap=True)
@@ -285,6 +276,8 @@ def _path_or_bundled(target: str, market: str = "spot", interval: str = "1h") ->
 
 
 def _print_report(rep: dict[str, Any], max_list: int) -> None:
+    import math
+
     from rich.table import Table
 
     console = _console()
@@ -315,6 +308,23 @@ def _print_report(rep: dict[str, Any], max_list: int) -> None:
         if len(rep["gaps"]) > max_list:
             gaps.add_row(f"... {len(rep['gaps']) - max_list} more (--json for all)", "")
         console.print(gaps)
+    if rep["spikes"]:
+        spikes = Table(title="return spikes (flagged, kept: check them against another source)")
+        for col in ("bar (open time)", "return", "robust z", "previous close", "close"):
+            spikes.add_column(col, justify="left" if col.startswith("bar") else "right")
+        for spike in rep["spikes"][:max_list]:
+            spikes.add_row(
+                spike["timestamp"],
+                f"{100 * math.expm1(spike['log_return']):+.2f} %",
+                f"{spike['robust_z']:+.1f}",
+                *(
+                    f"{v:,.2f}" if v >= 1 else f"{v:.6g}"
+                    for v in (spike.get("previous_close", math.nan), spike.get("close", math.nan))
+                ),
+            )
+        if len(rep["spikes"]) > max_list:
+            spikes.add_row(f"... {len(rep['spikes']) - max_list} more (--json for all)", "", "")
+        console.print(spikes)
     for msg in rep["errors"]:
         console.print(f"[red]error:[/] {msg}", highlight=False, soft_wrap=True)
 
@@ -332,12 +342,19 @@ def _console(stderr: bool = False) -> Any:
 def _add_production_commands(sub: Any) -> None:
     exp = sub.add_parser("export", help="export a run folder as a verified ONNX bundle")
     exp.add_argument("run_dir", type=Path, help="a train.py run folder (outputs/train/runs/...)")
-    exp.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/bundle")
+    exp.add_argument(
+        "--out", type=Path, default=None, help="bundle folder (default: RUN_DIR/bundle)"
+    )
     exp.add_argument("--fold", type=int, default=None, help="walk-forward fold (default: last)")
     exp.set_defaults(func=_cmd_export)
 
     reg = sub.add_parser("registry", help="versioned model store with stages")
-    reg.add_argument("--root", type=Path, default=None, help="default $CRYPTOFORECAST_REGISTRY")
+    reg.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="default: $CRYPTOFORECAST_REGISTRY, else ~/.cryptoforecast/registry",
+    )
     reg_sub = reg.add_subparsers(title="registry commands")
     r = reg_sub.add_parser("register", help="add a bundle as the next version of NAME")
     r.add_argument("bundle", type=Path)
@@ -397,7 +414,13 @@ def _add_production_commands(sub: Any) -> None:
     paper.add_argument("--data", required=True, help="candles: CSV/CSV.gz/parquet or a symbol")
     paper.add_argument("--start", required=True, help="first decision bar (ISO, UTC)")
     paper.add_argument("--end", default=None, help="last decision bar (default: the last)")
-    paper.add_argument("--out", type=Path, default=Path("paper_trade"), help="output folder")
+    paper.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outputs/paper_trade"),
+        help="output folder for decisions.parquet, trades, equity and the monitor files "
+        "(default: outputs/paper_trade)",
+    )
     paper.add_argument(
         "--no-monitor", action="store_true", help="skip the monitor outputs (alerts.jsonl, ...)"
     )
@@ -417,7 +440,12 @@ def _add_production_commands(sub: Any) -> None:
     rt.add_argument("--registry", type=Path, default=None, help="registry root")
     rt.add_argument("--data", default=None, help="newer candles: CSV/CSV.gz/parquet or a symbol")
     rt.add_argument("--days", type=float, default=None, help="last N days (default: as before)")
-    rt.add_argument("--out", type=Path, default=None, help="new run folder (default: outputs/...)")
+    rt.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="new run folder (default: outputs/retrain/runs/<time>_<name>)",
+    )
     rt.add_argument(
         "--min-improvement",
         type=float,
@@ -554,7 +582,9 @@ def _add_monitor_command(sub: Any) -> None:
     mon.add_argument("--start", default=None, help="first decision bar (ISO, UTC)")
     mon.add_argument("--end", default=None, help="last decision bar (default: the last)")
     mon.add_argument("--decisions", type=Path, default=None, help="decisions.parquet to score")
-    mon.add_argument("--out", type=Path, default=Path("monitor"), help="output folder")
+    mon.add_argument(
+        "--out", type=Path, default=Path("outputs/monitor"), help="default: outputs/monitor"
+    )
     mon.add_argument("--window", type=int, default=None, help="scored decisions (default 168)")
     mon.add_argument("--min-periods", type=int, default=None, help="default min(48, window)")
     mon.add_argument("--drift-window", type=int, default=None, help="PSI rows (default 168)")

@@ -22,7 +22,8 @@ from cryptoforecast.paths import PROJECT_ROOT
 from .test_compare import tiny_runs
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
-JOBS = {"attention_lstm": "0", "tcn_attention": "1", "lightgbm": "2"}  # tiny_runs' job folders
+# tiny_runs' job folders: named after the swept override
+JOBS = {m: f"{i}_model={m}" for i, m in enumerate(("attention_lstm", "tcn_attention", "lightgbm"))}
 
 
 def test_there_are_notebooks() -> None:
@@ -143,11 +144,20 @@ def test_compare_notebook_runs_on_a_real_multirun(
     run.log({"val/loss": 0.5})
     run.summary["test/rmse"] = 123.0
     wandb.finish()
+    # one job as the default logger (wandb, offline) leaves it: no csv/, the curve in wandb/
+    job = sweep / JOBS["attention_lstm"]
+    epochs = pd.read_csv(job / "csv" / "metrics.csv").dropna(subset=["val/loss"])
+    shutil.rmtree(job / "csv")
+    run = wandb.init(mode="offline", dir=job, project="p", name="default-logger")
+    for epoch, val in zip(epochs["epoch"], epochs["val/loss"], strict=True):
+        run.log({"val/loss": float(val), "epoch": int(epoch)})
+    wandb.finish()
     nb = _execute(monkeypatch, "02_compare_runs.ipynb", tmp_path / "02.ipynb", path=sweep)
     text = _text(nb)
     assert f"3 runs under {sweep}, sorted by test/rmse" in text
     for model in JOBS:
         assert model in text
     assert "3 run equity curve(s)" in text and "2 validation curve(s)" in text
+    assert "wandb/offline-run-" in text and "csv/metrics.csv" in text  # both sources drawn
     assert "offline-probe" in text and "123.0" in text
     assert _images(nb) == 3  # metrics side by side, equity, validation loss

@@ -21,7 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from cryptoforecast.models.variants import resolve_variant
 from cryptoforecast.paths import CONF_DIR, PROJECT_ROOT
-from cryptoforecast.utils.hydra_callbacks import FAILED_FILE, SUMMARY_FILE, summarise_sweep
+from cryptoforecast.utils.hydra_callbacks import (
+    FAILED_FILE,
+    SUMMARY_FILE,
+    job_subdir,
+    summarise_sweep,
+    swept_keys,
+)
 
 TINY = ("data.days=30", "features=minimal", "logger=none", "trainer.fast_dev_run=true")
 SEARCHES = sorted(p.stem for p in (CONF_DIR / "hparams_search").glob("*.yaml"))
@@ -52,6 +58,13 @@ def _train(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     return res
+
+
+def _job_dir(sweep: Path, num: int) -> Path:
+    """The folder of job ``num``: ``<num>_<swept overrides>`` (or ``<num>`` without any)."""
+    found = [p for p in sweep.iterdir() if p.is_dir() and p.name.split("_", 1)[0] == str(num)]
+    assert len(found) == 1, sorted(p.name for p in sweep.iterdir())
+    return found[0]
 
 
 def _summary(sweep: Path) -> dict:
@@ -164,6 +177,62 @@ def test_summary_of_hand_made_job_folders(tmp_path: Path) -> None:
     assert summarise_sweep(tmp_path, "val/loss_best", "maximize")["best"]["num"] == 0
 
 
+@pytest.mark.parametrize(
+    ("num", "dirname", "expected"),
+    [
+        (0, "model=tcn", "0_model=tcn"),
+        (3, "", "3"),
+        (1, "model=lstm,model.variant=deep", "1_model=lstm,model.variant=deep"),
+        (
+            2,
+            "data.path=/data/c c.csv,target.horizon=[1,4]",
+            "2_data.path=_data_c_c.csv,target.horizon=1,4",
+        ),
+        (4, "+x='a/b'", "4_+x=a_b"),
+        (5, "../..", "5"),
+    ],
+)
+def test_job_subdir_is_one_safe_folder_name(num: int, dirname: str, expected: str) -> None:
+    assert job_subdir(num, dirname) == expected
+
+
+def test_job_subdir_is_cut() -> None:
+    name = job_subdir(7, "model.module.optimizer.lr=" + "1" * 300)
+    assert name.startswith("7_model.module.optimizer.lr=11") and len(name) == 102
+
+
+def test_swept_keys() -> None:
+    swept, fixed = swept_keys(
+        ["model=lstm,tcn", "data.days=30", "+x=range(1,3)", "target.horizon=[1,4]", "seed=1,2"]
+    )
+    assert swept == ["model", "x", "seed"] and fixed == ["data.days", "target.horizon"]
+
+
+@pytest.mark.slow
+def test_sweep_job_folders_are_named_and_compared(tmp_path: Path) -> None:
+    """``-m`` over two persistence methods: folders name the swept value only, and the sweep
+    ends with the ``compare`` table, printed and written into the sweep folder."""
+    sweep = tmp_path / "sweep"
+    res = _train(
+        "-m",
+        "model=naive",
+        "model.module.method=zero,last",
+        "data.days=30",
+        "features=minimal",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+    )
+    jobs = sorted(p.name for p in sweep.iterdir() if (p / "metrics.json").exists())
+    assert jobs == ["0_model.module.method=zero", "1_model.module.method=last"]
+    table = (sweep / "comparison.md").read_text()
+    assert "| 0_model.module.method=zero | naive |" in table
+    assert "| 1_model.module.method=last | naive |" in table
+    assert (sweep / "comparison.csv").exists()
+    out = res.stdout
+    assert "2 job(s) of sweep by test/rmse" in out and "1_model.module.method=last" in out
+    assert "model.module.method" in out  # the differing config key is a column
+
+
 # ---------------------------------------------------------------- real sweeps (slow)
 
 
@@ -179,16 +248,22 @@ def test_model_multirun_keeps_going_past_failed_jobs(tmp_path: Path) -> None:
         f"hydra.sweep.dir={sweep}",
     )
     ok = {0: "attention_lstm", 2: "tcn", 4: "lightgbm"}
+    names = {p.name for p in sweep.iterdir() if (p / ".hydra").is_dir()}
+    pairs = [
+        (m, v) for m in ("attention_lstm", "tcn", "lightgbm") for v in ("lightweight", "huge")
+    ]
+    # Hydra sorts the overrides in the name (model.variant before model: "." < "=")
+    assert names == {f"{n}_model.variant={v},model={m}" for n, (m, v) in enumerate(pairs)}
     for num, model in ok.items():
-        metrics = json.loads((sweep / str(num) / "metrics.json").read_text())
+        metrics = json.loads((_job_dir(sweep, num) / "metrics.json").read_text())
         assert "test/rmse" in metrics and "val/loss_best" in metrics
-        saved = OmegaConf.load(sweep / str(num) / ".hydra" / "config.yaml")
-        assert saved.model.name == model and not (sweep / str(num) / FAILED_FILE).exists()
+        saved = OmegaConf.load(_job_dir(sweep, num) / ".hydra" / "config.yaml")
+        assert saved.model.name == model and not (_job_dir(sweep, num) / FAILED_FILE).exists()
     for num in (1, 3, 5):  # model.variant=huge: every model refuses it
-        failed = json.loads((sweep / str(num) / FAILED_FILE).read_text())
+        failed = json.loads((_job_dir(sweep, num) / FAILED_FILE).read_text())
         assert failed["error_type"] == "ValueError" and "huge" in failed["error"]
         assert "model.variant=huge" in failed["overrides"] and "Traceback" in failed["traceback"]
-        assert not (sweep / str(num) / "metrics.json").exists()
+        assert not (_job_dir(sweep, num) / "metrics.json").exists()
     summary = _summary(sweep)
     assert (summary["n_jobs"], summary["n_ok"], summary["n_failed"]) == (6, 3, 3)
     assert [f["num"] for f in summary["failed"]] == [1, 3, 5]
@@ -307,8 +382,8 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path) -> None
     log = res.stdout + res.stderr
     assert res.returncode == 1 and "1 job(s) of the multirun failed: 1" in log
     assert "Joblib.Parallel(n_jobs=2" in log
-    assert (sweep / "0" / "metrics.json").exists()
-    assert "huge" in json.loads((sweep / "1" / FAILED_FILE).read_text())["error"]
+    assert (_job_dir(sweep, 0) / "metrics.json").exists()
+    assert "huge" in json.loads((_job_dir(sweep, 1) / FAILED_FILE).read_text())["error"]
     summary = _summary(sweep)  # written before the error
     assert (summary["n_ok"], summary["n_failed"]) == (1, 1)
 
@@ -326,7 +401,7 @@ def test_submitit_local_launcher(tmp_path: Path) -> None:
         f"hydra.sweep.dir={sweep}",
     )
     for num in (0, 1):
-        assert (sweep / str(num) / "metrics.json").exists()
+        assert (_job_dir(sweep, num) / "metrics.json").exists()
     task_logs = list((sweep / ".submitit").rglob("*_log.out"))
     assert len(task_logs) == 2  # each job ran as its own submitit task
     assert _summary(sweep)["n_ok"] == 2

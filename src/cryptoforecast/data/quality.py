@@ -311,6 +311,8 @@ def describe(
                 "timestamp": _iso(idx[i]),
                 "log_return": round(float(r.iloc[i]), 6),
                 "robust_z": round(float(z[i]), 2),
+                "previous_close": float(frame["close"].iloc[i - 1]),
+                "close": float(frame["close"].iloc[i]),
             }
         )
     if report.spikes:

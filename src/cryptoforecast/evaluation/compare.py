@@ -61,6 +61,7 @@ IGNORED_SUFFIXES = (
     "submitit_folder",
 )
 RUN_FILE, BENCHMARK_FILE, FAILED_FILE = "metrics.json", "benchmark.csv", "FAILED.json"
+PERIOD_COLUMN = "test period"
 # file that marks a folder -> its kind, in order of precedence
 MARKERS = ((BENCHMARK_FILE, "benchmark"), (RUN_FILE, "run"), (FAILED_FILE, "failed"))
 
@@ -75,6 +76,8 @@ class RunRecord:
         kind: ``run`` or ``benchmark``.
         metrics: flat metrics (``test/rmse`` ...); missing values are NaN.
         config: the flattened resolved config (``model.name`` ...), empty if none was saved.
+        test_period: first and last forecast time of its test predictions
+            (``"2026-01-24 14:00 -> 2026-03-20 07:00"``), empty if no predictions were saved.
     """
 
     name: str
@@ -82,6 +85,7 @@ class RunRecord:
     kind: str
     metrics: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    test_period: str = ""
 
 
 def _natural_key(text: str) -> list[Any]:
@@ -145,11 +149,25 @@ def _number(value: Any) -> float:
         return math.nan
 
 
+def test_period(predictions: Path) -> str:
+    """``"<first> -> <last>"`` forecast time (UTC, to the minute) of a predictions parquet.
+
+    Empty when the file is missing or has no rows.
+    """
+    if not predictions.exists():
+        return ""
+    stamps = pd.to_datetime(pd.read_parquet(predictions, columns=["timestamp"])["timestamp"])
+    if stamps.empty:
+        return ""
+    return f"{stamps.min():%Y-%m-%d %H:%M} -> {stamps.max():%Y-%m-%d %H:%M}"
+
+
 def load_run(run_dir: Path, name: str) -> RunRecord:
     """A train run folder as a :class:`RunRecord` (``metrics.json`` + resolved config)."""
     raw = json.loads((run_dir / RUN_FILE).read_text())
     metrics = {k: _number(v) for k, v in raw.items() if not isinstance(v, str)}
-    return RunRecord(name, run_dir, "run", metrics, load_config(run_dir))
+    period = test_period(run_dir / "predictions.parquet")
+    return RunRecord(name, run_dir, "run", metrics, load_config(run_dir), period)
 
 
 def load_benchmark(bench_dir: Path, prefix: str = "") -> list[RunRecord]:
@@ -169,7 +187,8 @@ def load_benchmark(bench_dir: Path, prefix: str = "") -> list[RunRecord]:
             metrics["baseline/rmse"] = _number(base.get("rmse"))
             metrics["baseline/mae"] = _number(base.get("mae"))
         cfg = {**config, "model.name": str(model)}
-        records.append(RunRecord(f"{prefix}{model}", bench_dir, "benchmark", metrics, cfg))
+        period = test_period(bench_dir / f"predictions_{model}.parquet")
+        records.append(RunRecord(f"{prefix}{model}", bench_dir, "benchmark", metrics, cfg, period))
     return records
 
 
@@ -270,6 +289,23 @@ def differing_config(records: Sequence[RunRecord]) -> list[str]:
     return [k for k in out if not (k.endswith("._target_") and k.split(".", 1)[0] in groups)]
 
 
+def _per_horizon(metric: str, records: Sequence[RunRecord]) -> list[str]:
+    """``[metric]`` if a run has it, else its per-horizon keys (``test/h4/rmse``) by horizon."""
+    if any(metric in r.metrics for r in records):
+        return [metric]
+    if "/" not in metric:
+        return []
+    prefix, name = metric.split("/", 1)
+    pattern = re.compile(rf"{re.escape(prefix)}/h(\d+)/{re.escape(name)}")
+    found = {
+        (int(m.group(1)), key)
+        for r in records
+        for key in r.metrics
+        if (m := pattern.fullmatch(key))
+    }
+    return [key for _, key in sorted(found)]
+
+
 def comparison_table(
     records: Sequence[RunRecord],
     sort: str | None = "test/rmse",
@@ -284,13 +320,19 @@ def comparison_table(
         descending: sort largest first (e.g. ``backtest/sharpe``).
         metrics: extra metric names to show beside :data:`KEY_METRICS`.
 
+    Runs whose test predictions cover different periods are not comparable metric by metric:
+    the table then gains a ``test period`` column and is grouped by it (sorted within each
+    group), and :func:`period_warning` says so.
+
     Returns:
         DataFrame indexed by run name, with a ``path`` column last.
     """
     wanted = [*KEY_METRICS, *(m for m in metrics or () if m not in KEY_METRICS)]
     if sort and sort not in wanted:
         wanted.append(sort)
-    present = [m for m in wanted if any(m in r.metrics for r in records)]
+    present = list(dict.fromkeys(k for m in wanted for k in _per_horizon(m, records)))
+    if sort and sort not in present:  # multi-horizon runs: sort by the shortest horizon
+        sort = next(iter(_per_horizon(sort, records)), sort)
     diff = differing_config(records)
     rows = []
     for r in records:
@@ -299,13 +341,39 @@ def comparison_table(
         row.update({k: _cell(r.config.get(k)) for k in diff})
         row["path"] = str(r.path)
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["run", "model", *present, *diff, "path"])
+    periods = [r.test_period for r in records]
+    several = len(set(periods)) > 1
+    period_col = [PERIOD_COLUMN] if several else []
+    if several:
+        for row, period in zip(rows, periods, strict=True):
+            row[PERIOD_COLUMN] = period or "unknown"
+    table = pd.DataFrame(rows, columns=["run", "model", *period_col, *present, *diff, "path"])
     table = table.set_index("run")
     if sort and sort in table.columns:
         table = table.sort_values(
             sort, ascending=not descending, na_position="last", kind="stable"
         )
+    if several:  # group by test period, in order of first appearance; sorted within a group
+        order = {p: i for i, p in enumerate(dict.fromkeys(table[PERIOD_COLUMN]))}
+        table = table.sort_values(PERIOD_COLUMN, key=lambda c: c.map(order), kind="stable")
     return table
+
+
+def period_warning(table: pd.DataFrame) -> str | None:
+    """A warning when the table's runs were tested on different periods, else None.
+
+    Names each period and how many runs it holds: their metrics (RMSE in price units above all,
+    which scales with the price level and volatility of the period) are not comparable across
+    groups.
+    """
+    if PERIOD_COLUMN not in table.columns:
+        return None
+    counts = table[PERIOD_COLUMN].value_counts(sort=False)
+    groups = "; ".join(f"{period} ({n} run(s))" for period, n in counts.items())
+    return (
+        f"the runs were tested on {len(counts)} different periods: {groups}. Their metrics "
+        "are comparable only within a period; the table is grouped by test period."
+    )
 
 
 def _cell(value: Any) -> Any:
@@ -332,16 +400,99 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def print_table(table: pd.DataFrame, title: str, console: Any = None) -> None:
+    """Print the comparison table with ``rich``, as wide as it needs (never truncated).
+
+    Args:
+        table: from :func:`comparison_table` (its ``path`` column is left out).
+        title: the table's title.
+        console: a ``rich`` console; default one on stdout. A table wider than the console
+            is printed on a console of its own width rather than cut.
+    """
+    from rich.console import Console
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    console = console or Console()
+    view = Table(title=title)
+    shown = table.drop(columns=["path"], errors="ignore")
+    for col in [shown.index.name, *shown.columns]:
+        view.add_column(str(col), justify="left" if col in ("run", "model") else "right")
+    for name, row in shown.iterrows():
+        cells = ("-" if v != v else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row)
+        view.add_row(str(name), *cells)  # v != v: NaN
+    width = Measurement.get(console, console.options.update_width(1000), view).maximum
+    if width > console.width:  # wider than the terminal (or 80 when piped): do not truncate
+        console = Console(width=width, file=console.file)
+    console.print(view)
+    warning = period_warning(table)
+    if warning:
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+
+
 def metric_filename(metric: str) -> str:
     """``test/rmse`` -> ``comparison_test_rmse.png``."""
     return "comparison_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", metric).strip("_") + ".png"
 
 
-def plot_metric(table: pd.DataFrame, metric: str, path: Path) -> Path:
-    """Horizontal bars of ``metric`` per run, in table order; the persistence value marked.
+def draw_metric(ax: Any, table: pd.DataFrame, metric: str) -> None:
+    """Draw ``metric`` per run on ``ax`` so that small differences are visible.
 
-    For ``test/<m>`` the run's ``baseline/<m>`` (zero-return persistence), when present, is drawn
-    as a black tick on each bar so "beats the random walk" is visible at a glance.
+    For ``test/<m>`` with the run's ``baseline/<m>`` (zero-return persistence) in the table,
+    bars show the **difference to that baseline in %** (``100 * (value / baseline - 1)``; 0 =
+    persistence, so "beats the random walk" reads as a bar left of 0 for error metrics).
+    Otherwise the values are dots on an axis zoomed to their range (bars from 0 would make a
+    2 % difference invisible). Runs keep the table's order, first on top.
+
+    Raises:
+        KeyError: ``metric`` is not a column of the table.
+    """
+    if metric not in table.columns:
+        raise KeyError(f"{metric!r} is not a column of the comparison table")
+    values = pd.to_numeric(table[metric], errors="coerce").to_numpy(dtype=float)
+    labels = [
+        f"{name} ({m})" if m else str(name)
+        for name, m in zip(table.index, table["model"], strict=True)
+    ]
+    y = np.arange(len(table))
+    baseline = metric.replace("test/", "baseline/", 1) if metric.startswith("test/") else None
+    base = (
+        pd.to_numeric(table[baseline], errors="coerce").to_numpy(dtype=float)
+        if baseline and baseline in table.columns
+        else None
+    )
+    if base is not None and np.isfinite(values / base).any():
+        diff = 100.0 * (values / base - 1.0)
+        shown = np.nan_to_num(diff, nan=0.0)
+        ax.barh(y, shown, color=np.where(shown <= 0, "tab:green", "tab:red"), alpha=0.8)
+        ax.axvline(0.0, color="black", lw=1.0)
+        for yi, d, v in zip(y, diff, values, strict=True):
+            text = f" {d:+.2f} % ({_fmt(v)})" if np.isfinite(d) else " -"
+            ax.text(0.0 if not np.isfinite(d) else d, float(yi), text, va="center", fontsize=8)
+        span = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 1.0
+        ax.set_xlim(-1.6 * span or -1.0, 1.6 * span or 1.0)
+        ax.set_xlabel(f"{metric}: difference to zero-return persistence ({baseline}), %")
+    else:
+        ax.scatter(values, y, color="tab:blue", zorder=3)
+        for yi, v in zip(y, values, strict=True):
+            if np.isfinite(v):
+                ax.text(v, float(yi), f"  {_fmt(v)}", va="center", fontsize=8)
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+            pad = 0.15 * (hi - lo) or 0.05 * abs(hi) or 1.0
+            ax.set_xlim(lo - pad, hi + 2 * pad)  # zoomed to the data (room for the labels)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel(f"{metric} (axis zoomed to the data, not from 0)")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_ylim(len(table) - 0.5, -0.5)  # first row of the table on top
+
+
+def plot_metric(table: pd.DataFrame, metric: str, path: Path) -> Path:
+    """Write :func:`draw_metric`'s chart of ``metric`` as a PNG.
+
+    Raises:
+        KeyError: ``metric`` is not a column of the comparison table.
     """
     import matplotlib
 
@@ -350,38 +501,87 @@ def plot_metric(table: pd.DataFrame, metric: str, path: Path) -> Path:
 
     if metric not in table.columns:
         raise KeyError(f"{metric!r} is not a column of the comparison table")
-    values = pd.to_numeric(table[metric], errors="coerce")
-    labels = [
-        f"{name} ({m})" if m else str(name)
-        for name, m in zip(table.index, table["model"], strict=True)
-    ]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(table) + 1.4))
-    y = np.arange(len(table))
-    ax.barh(y, values.fillna(0.0).to_numpy(), color="tab:blue", alpha=0.8)
-    baseline = metric.replace("test/", "baseline/", 1) if metric.startswith("test/") else None
-    if baseline and baseline in table.columns:
-        base = pd.to_numeric(table[baseline], errors="coerce").to_numpy()
-        ax.scatter(base, y, marker="|", s=300, color="black", zorder=3)
-    for yi, v in zip(y, values, strict=True):
-        ax.text(v if np.isfinite(v) else 0.0, float(yi), f" {_fmt(v)}", va="center", fontsize=8)
-    ax.set_yticks(y, labels, fontsize=8)
-    ax.invert_yaxis()  # first row of the table on top
-    has_base = baseline is not None and baseline in table.columns
-    ax.set_xlabel(f"{metric} (black tick: zero-return persistence)" if has_base else metric)
-    ax.set_title(f"{metric} by run")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        draw_metric(ax, table, metric)
+        ax.set_title(f"{metric} by run")
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 
 def write_comparison(table: pd.DataFrame, out_dir: Path, metric: str | None) -> list[Path]:
-    """Write ``comparison.md``, ``comparison.csv`` and, if ``metric`` is a column, its bar plot."""
+    """Write ``comparison.md``, ``comparison.csv`` and, if ``metric`` is a column, its chart.
+
+    For multi-horizon runs (``test/h1/rmse``, ``test/h4/rmse`` ... instead of ``test/rmse``)
+    one chart per horizon is drawn.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "comparison.md", out_dir / "comparison.csv"]
     written[0].write_text(to_markdown(table))
     table.to_csv(written[1])
-    if metric and metric in table.columns and table[metric].notna().any():
-        written.append(plot_metric(table, metric, out_dir / metric_filename(metric)))
+    charts = [metric] if metric in table.columns else []
+    if metric and not charts and "/" in metric:
+        prefix, name = metric.split("/", 1)
+        pattern = re.compile(rf"{re.escape(prefix)}/h\d+/{re.escape(name)}")
+        charts = [c for c in table.columns if pattern.fullmatch(str(c))]
+    for column in charts:
+        if table[column].notna().any():
+            written.append(plot_metric(table, column, out_dir / metric_filename(column)))
     return written
+
+
+LOSS_COLUMNS = {"val/loss": ("val/loss", "val_loss"), "train/loss": ("train/loss", "train_loss")}
+
+
+def _per_epoch(rows: pd.DataFrame, source: str) -> pd.DataFrame | None:
+    """One row per epoch (the last logged value of each loss), or None without ``val/loss``."""
+    out = pd.DataFrame(index=rows.index)
+    for name, aliases in LOSS_COLUMNS.items():
+        found = next((a for a in aliases if a in rows.columns), None)
+        if found is not None:
+            out[name] = pd.to_numeric(rows[found], errors="coerce")
+    if "epoch" not in rows.columns or "val/loss" not in out.columns:
+        return None
+    out["epoch"] = pd.to_numeric(rows["epoch"], errors="coerce")
+    out = out.dropna(subset=["epoch"]).groupby("epoch", sort=True).last().reset_index()
+    out = out.dropna(subset=["val/loss"])
+    if out.empty:
+        return None
+    out["epoch"] = out["epoch"].astype(int)
+    out.attrs["source"] = source
+    return out
+
+
+def epoch_losses(run_dir: Path) -> pd.DataFrame | None:
+    """Per-epoch losses of a torch run, from whatever its logger left in the run folder.
+
+    Sources, first found wins: ``metrics.csv`` (the per-epoch log written for every run),
+    ``csv/metrics.csv`` (``logger=csv``), then W&B offline runs (``logger=wandb``, the default,
+    without a W&B login: ``wandb/offline-run-*``; with several, as under walk-forward, the last
+    one holding ``val/loss``, i.e. the last fold). Nothing is read over the network.
+
+    Returns:
+        ``epoch``, ``val/loss`` and, when logged, ``train/loss``, one row per epoch, with
+        ``attrs["source"]`` naming the file read; None when no source has a validation loss
+        (LightGBM, naive, ``fast_dev_run``).
+    """
+    run_dir = Path(run_dir)
+    for path in (run_dir / "metrics.csv", run_dir / "csv" / "metrics.csv"):
+        if path.exists():
+            found = _per_epoch(pd.read_csv(path), str(path))
+            if found is not None:
+                return found
+    offline = sorted(p for p in (run_dir / "wandb").glob("offline-run-*") if p.is_dir())
+    if offline:
+        from cryptoforecast.tracking.wandb_setup import read_offline_run
+
+        for folder in reversed(offline):
+            history = pd.DataFrame(read_offline_run(folder)["history"])
+            found = _per_epoch(history, str(folder))
+            if found is not None:
+                return found
+    return None

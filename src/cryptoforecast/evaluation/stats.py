@@ -35,6 +35,7 @@ __all__ = [
     "diebold_mariano",
     "direction_test",
     "dm_vs",
+    "summary_tests",
 ]
 
 LOSSES = ("squared", "absolute")
@@ -450,3 +451,44 @@ def block_bootstrap_sharpe_ci(
         return sharpe, float("nan"), float("nan")
     lo_q, hi_q = np.nanquantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0])
     return sharpe, float(lo_q), float(hi_q)
+
+
+def summary_tests(
+    frame: pd.DataFrame, ref: pd.DataFrame, prefix: str = "test"
+) -> dict[str, float]:
+    """DM test of ``frame`` against ``ref`` and the hit rate's binomial p-value, per horizon.
+
+    What the console summary prints beside the metrics: ``{key}/dm_stat`` and ``{key}/dm_p``
+    (two-sided Diebold-Mariano on squared errors, HLN-corrected; for classifiers on the
+    squared error of ``p_up``, i.e. the Brier score) and ``{key}/hit_p`` (one-sided binomial
+    p-value of the directional hit rate against 50 %), where ``key`` is ``prefix`` for one
+    horizon and ``{prefix}/h{h}`` for several (as :func:`predictions.score`). A horizon too
+    short for a test (fewer than 10 timestamps) gets NaN rather than an error.
+
+    Args:
+        frame: the model's PredictionFrame.
+        ref: the reference PredictionFrame (zero-return persistence), same rows.
+        prefix: key prefix.
+
+    Returns:
+        Flat ``{key/name: value}``.
+    """
+    horizons = sorted(int(h) for h in frame["horizon"].unique())
+    if "p_up" in frame.columns:  # classifiers: the DM loss is the Brier score of p_up
+        frame = frame.assign(y_pred=frame["p_up"])
+        ref = ref.assign(y_pred=ref["p_up"]) if "p_up" in ref.columns else ref
+    out: dict[str, float] = {}
+    for h in horizons:
+        key = prefix if len(horizons) == 1 else f"{prefix}/h{h}"
+        try:
+            dm = dm_vs(frame, ref, loss="squared", horizon=h)[h]
+            out[f"{key}/dm_stat"], out[f"{key}/dm_p"] = dm.statistic, dm.p_value
+        except ValueError as exc:
+            log.info("no DM test for horizon %d: %s", h, exc)
+            out[f"{key}/dm_stat"] = out[f"{key}/dm_p"] = math.nan
+        try:
+            out[f"{key}/hit_p"] = direction_test(frame.loc[frame["horizon"] == h])[h].p_value
+        except ValueError as exc:
+            log.info("no binomial test for horizon %d: %s", h, exc)
+            out[f"{key}/hit_p"] = math.nan
+    return out

@@ -43,6 +43,7 @@ from cryptoforecast.data.loader import Candles
 from cryptoforecast.data.splits import Fold
 from cryptoforecast.evaluation.predictions import make_prediction_frame, score, score_by_symbol
 from cryptoforecast.evaluation.profiling import profile_forecaster
+from cryptoforecast.evaluation.stats import summary_tests
 from cryptoforecast.models.baselines import NaiveForecaster
 from cryptoforecast.models.factory import build_forecaster
 from cryptoforecast.tracking.plots import plot_pred_vs_actual
@@ -183,6 +184,8 @@ def _run(cfg: DictConfig) -> dict[str, float]:
         baseline = pd.concat(frames[name], ignore_index=True)
         metrics.update(score(baseline, name))
         metrics.update(score_by_symbol(baseline, name))
+        if name == "baseline":  # DM vs zero-return persistence, binomial p of the hit rate
+            metrics.update(summary_tests(predictions, baseline))
     # Operational profile of the (last fold's) fitted model: size, warm latency, peak RSS.
     ops.update(profile_forecaster(model, samples, folds[-1].test, n_single=100, n_batch=10))
     metrics.update({k: round(v, 3) if k == "ops/train_seconds" else v for k, v in ops.items()})

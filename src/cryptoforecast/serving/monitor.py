@@ -786,6 +786,25 @@ def _window_metrics(done: pd.DataFrame, spec: MonitorSpec) -> dict[str, float | 
     }
 
 
+def threshold_lines(
+    lines: Sequence[tuple[float, str, str]],
+) -> list[tuple[float, str, str]]:
+    """Reference lines of a monitor panel, those at the same level merged into one.
+
+    ``--da-floor 0.5`` (the default) puts the alert line exactly on the coin-flip line, which
+    would hide it; one line labelled ``coin flip = alert`` (the later line's colour) says both.
+    """
+    merged: list[tuple[float, str, str]] = []
+    for level, color, name in lines:
+        same = [i for i, (lv, _, _) in enumerate(merged) if abs(lv - level) < 1e-9]
+        if same:
+            lv, _, first = merged[same[0]]
+            merged[same[0]] = (lv, color, f"{first} = {name}")
+        else:
+            merged.append((level, color, name))
+    return merged
+
+
 def plot_monitor(frame: pd.DataFrame, path: Path, title: str, spec: MonitorSpec) -> Path:
     """Write a PNG: rolling directional accuracy, MAE ratio and the largest feature PSI.
 
@@ -826,8 +845,8 @@ def plot_monitor(frame: pd.DataFrame, path: Path, title: str, spec: MonitorSpec)
     try:
         for ax, (column, label, lines) in zip(axes, panels, strict=True):
             ax.plot(x, frame[column].to_numpy(dtype=np.float64), color="tab:blue", lw=1.0)
-            for level, color, name in lines:
-                ax.axhline(level, color=color, lw=0.8, ls="--", label=name)
+            for level, color, name in threshold_lines(lines):
+                ax.axhline(level, color=color, lw=1.2, ls="--", label=f"{name} ({level:g})")
             ax.set_ylabel(label)
             ax.legend(loc="best", fontsize=7)
         axes[0].set_title(f"{title} (window {spec.window}, drift window {spec.drift_window})")

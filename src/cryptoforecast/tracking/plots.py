@@ -144,7 +144,12 @@ def plot_attention_heads(attn: np.ndarray, path: str | Path, title: str) -> Path
 
 
 def plot_attention_by_lag(by_lag: np.ndarray, path: str | Path, title: str) -> Path:
-    """Write a PNG: mean attention of the forecast step on each lag, one line per head.
+    """Write a PNG: mean attention of the forecast step on each lag, relative to uniform.
+
+    Weights are drawn as multiples of uniform attention (``weight * L``; 1 = every bar of the
+    window weighted ``1/L``), on an axis from 0 to at least 2 x uniform, so a profile within
+    a fraction of a percent of uniform reads as flat, as it is, rather than filling the plot.
+    The uniform reference is a labelled line; the title's side notes the largest deviation.
 
     Args:
         by_lag: ``[heads, L]`` mean weights, column ``k`` = attention on the bar ``k`` bars
@@ -158,17 +163,22 @@ def plot_attention_by_lag(by_lag: np.ndarray, path: str | Path, title: str) -> P
     if by_lag.ndim != 2:
         raise ValueError(f"attention by lag must be [heads, L], got {by_lag.shape}")
     plt = _pyplot()
-    lags = np.arange(by_lag.shape[1])
+    n_lags = by_lag.shape[1]
+    lags = np.arange(n_lags)
+    rel = by_lag * n_lags  # 1.0 = uniform
     fig, ax = plt.subplots(figsize=(9.0, 3.8))
     try:
-        for k, weights in enumerate(by_lag):
+        for k, weights in enumerate(rel):
             ax.plot(lags, weights, lw=1.0, label=f"head {k}")
-        ax.plot(lags, by_lag.mean(axis=0), lw=2.0, color="black", label="mean over heads")
-        ax.axhline(1.0 / len(lags), color="grey", lw=0.6, ls="--", label="uniform")
+        ax.plot(lags, rel.mean(axis=0), lw=2.0, color="black", label="mean over heads")
+        ax.axhline(1.0, color="grey", lw=1.2, ls="--", label=f"uniform (1/L = 1/{n_lags})")
+        top = float(np.nanmax(rel)) if rel.size else 1.0
+        ax.set_ylim(0.0, max(2.0, 1.1 * top))
         ax.set_xlabel("lag k (bars before t)")
-        ax.set_ylabel("mean attention weight")
-        ax.set_title(title)
-        ax.legend(loc="best", fontsize=8)
+        ax.set_ylabel("attention weight / uniform")
+        dev = float(np.nanmax(np.abs(rel - 1.0))) if rel.size else 0.0
+        ax.set_title(f"{title}\nlargest deviation from uniform: {100 * dev:.1f} %", fontsize=10)
+        ax.legend(loc="upper right", fontsize=8, ncol=2)
         return _save(fig, path)
     finally:
         plt.close(fig)

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 import traceback
 import warnings
@@ -28,6 +29,42 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
+
+MAX_DIRNAME = (
+    100  # characters of overrides in a job folder's name (the job number keeps it unique)
+)
+
+
+def job_subdir(num: Any, override_dirname: Any) -> str:
+    """A multirun job's folder name: its number and its swept overrides, safe as one folder.
+
+    ``hydra.sweep.subdir`` in ``conf/hydra/default.yaml`` is
+    ``${cf.job_subdir:${hydra.job.num},${hydra.job.override_dirname}}``, and
+    :meth:`MultirunSummary.on_multirun_start` excludes the overrides every job shares, so the
+    folders read ``0_model=tcn``, ``1_model=lstm,model.variant=deep``; without a swept override
+    just the number. Characters other than letters, digits and ``_.,=+-`` become ``_``
+    (``data.path=/a/b.csv`` cannot make sub-folders, ``target.horizon=[1,4]`` becomes
+    ``target.horizon=1,4``) and names are cut at :data:`MAX_DIRNAME` characters.
+    """
+    text = re.sub(r"[\[\]{}()'\"]", "", str(override_dirname or ""))
+    text = re.sub(r"[^A-Za-z0-9_.,=+-]+", "_", text).strip("_.")[:MAX_DIRNAME]
+    return f"{num}_{text}" if text else str(num)
+
+
+OmegaConf.register_new_resolver("cf.job_subdir", job_subdir, replace=True)
+
+
+def swept_keys(task_overrides: list[str]) -> tuple[list[str], list[str]]:
+    """``(swept, fixed)`` keys of a multirun's command-line overrides.
+
+    ``model=lstm,tcn`` or ``x=range(1,3)`` are swept; ``data.days=30`` is the same in every job.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(task_overrides)
+    swept = [o.key_or_group for o in parsed if o.is_sweep_override()]
+    return swept, [o.key_or_group for o in parsed if not o.is_sweep_override()]
+
 
 FAILED_FILE = "FAILED.json"
 SUMMARY_FILE = "multirun_summary.json"
@@ -213,6 +250,39 @@ def write_summary(config: DictConfig, filename: str = SUMMARY_FILE) -> dict[str,
     return summary
 
 
+def print_comparison(sweep_dir: Path, metric: str = "test/rmse") -> list[Path]:
+    """At the end of a sweep: the ``compare`` table of its jobs, printed and written.
+
+    The same table as ``cryptoforecast compare <sweep dir> --sort <metric>``
+    (:mod:`cryptoforecast.evaluation.compare`), saved as ``comparison.md``, ``comparison.csv``
+    and ``comparison_<metric>.png`` in the sweep folder. A failure here is logged, never raised:
+    the jobs' results are already on disk.
+
+    Returns:
+        The files written (empty on failure).
+    """
+    from cryptoforecast.evaluation.compare import (
+        comparison_table,
+        find_runs,
+        print_table,
+        write_comparison,
+    )
+
+    try:
+        records = find_runs([sweep_dir])
+        if not records:
+            return []
+        table = comparison_table(records, sort=metric)
+        written = write_comparison(table, sweep_dir, metric)
+        print_table(table, f"{len(table)} job(s) of {sweep_dir.name} by {metric}")
+
+    except Exception as exc:  # noqa: BLE001 - a report must not turn a finished sweep into an error
+        log.warning("no comparison table for %s: %s: %s", sweep_dir, type(exc).__name__, exc)
+        return []
+    log.info("comparison: %s", ", ".join(str(p) for p in written))
+    return written
+
+
 class MultirunSummary(Callback):
     """Create the sweep folder up front; keep ``multirun_summary.json`` current; log failures.
 
@@ -230,8 +300,27 @@ class MultirunSummary(Callback):
         self.filename, self.fail_on_error = filename, fail_on_error
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Create ``hydra.sweep.dir`` before the sweeper opens a storage inside it (sqlite)."""
+        """Create ``hydra.sweep.dir`` before the sweeper opens a storage inside it (sqlite).
+
+        Also names job folders after what they sweep: the keys of the overrides that are the
+        same in every job (``data.days=30`` beside ``model=lstm,tcn``) are added to
+        ``hydra.job.config.override_dirname.exclude_keys`` (as a Hydra override, since every
+        job's config is composed again from the sweep's overrides), so
+        ``${hydra.job.override_dirname}`` holds only the swept ones (and an Optuna trial's
+        parameters).
+        """
         Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+        _, fixed = swept_keys([str(t) for t in task or []])
+        dirname = config.hydra.job.config.override_dirname
+        excluded = [*dirname.exclude_keys, *(k for k in fixed if k not in dirname.exclude_keys)]
+        if excluded != list(dirname.exclude_keys):
+            quoted = ",".join("'" + k.replace("'", "\\'") + "'" for k in excluded)
+            with read_write(config), open_dict(config):
+                config.hydra.overrides.hydra.append(
+                    f"hydra.job.config.override_dirname.exclude_keys=[{quoted}]"
+                )
+                dirname.exclude_keys = excluded
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         """After each multirun job (in its own process for joblib / submitit): update the file."""
@@ -269,6 +358,10 @@ class MultirunSummary(Callback):
                 rec["error"],
                 sweep_dir / rec["dir"] / FAILED_FILE,
             )
+        if summary["n_ok"]:  # a search is ranked by what it optimises, a grid by test RMSE
+            sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
+            search = "optuna" in sweeper.lower() and metric
+            print_comparison(sweep_dir, str(metric) if search else "test/rmse")
         if self.fail_on_error and summary["n_failed"]:
             nums = ", ".join(str(r["num"]) for r in summary["failed"])
             log.error("%d job(s) of the multirun failed: %s", summary["n_failed"], nums)
