@@ -1,4 +1,4 @@
-"""Numpy metrics for every reported number (house rule R6), shared by torch and LightGBM models.
+"""Numpy metrics for every reported number , shared by torch and LightGBM models.
 
 All functions take aligned 1-D arrays (one value per sample, e.g. one ``horizon`` slice of a
 ``PredictionFrame``) and raise ``ValueError`` on shape mismatch, empty input or non-finite values,

@@ -1,7 +1,7 @@
 """LightGBM boosters -> one ONNX graph with the bundle's contract, via onnxmltools.
 
-Every horizon's booster is converted with ``onnxmltools.convert_lightgbm`` (never hummingbird,
-see STACK.md) and the graphs are joined into one whose interface matches the nets': input
+Every horizon's booster is converted with ``onnxmltools.convert_lightgbm`` (never hummingbird-ml,
+which pins an old onnx) and the graphs are joined into one whose interface matches the nets': input
 ``x [B, L, F]`` (unscaled features, float64; the split thresholds are rewritten to LightGBM's own
 doubles by :func:`_double_thresholds`, so every split goes the way LightGBM's does) and output
 ``y_hat [B, H]`` (float32 log returns, or ``p_up`` for a binary objective). Inside,

@@ -1,6 +1,6 @@
 """Export a pure forecasting net to ONNX and prove onnxruntime computes the same thing.
 
-House rule R10: the exported graph is ``lit.net.eval()`` alone (no scaling, no sigmoid), with a
+R10: the exported graph is ``lit.net.eval()`` alone (no scaling, no sigmoid), with a
 pinned opset, input ``x [B, L, F]`` float32 and output ``y_hat [B, H]`` (scaled returns or
 logits), plus ``attention [B, heads, L, L]`` for nets that expose their attention weights. The
 batch axis is dynamic and the example batch has 2 rows: a batch-1 example can freeze the batch

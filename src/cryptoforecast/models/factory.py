@@ -179,7 +179,7 @@ def create_model(
     horizons: int = 1,
     task: str = "regression",
 ) -> Any:
-    """The research report's factory: a configured model for ``model_type``.
+    """The research report's factory API (ARCHITECTURE.md): a model for ``model_type``.
 
     Args:
         model_type: a name from :func:`known_models` (``attention_lstm``, ``tcn``, ...).

@@ -1,4 +1,4 @@
-"""The one LightningModule that trains every pure forecasting net (house rule R2)."""
+"""The one LightningModule that trains every pure forecasting net (ARCHITECTURE.md, rule 2)."""
 
 from __future__ import annotations
 

@@ -195,7 +195,7 @@ def _add_tests(
 
 
 def _criteria(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The research report's success criteria, computed from this run."""
+    """The research report's claims (listed in ARCHITECTURE.md), computed from this run."""
     out: dict[str, Any] = {}
     if "attention_lstm" in rows and "cnn_lstm" in rows:
         a, c = rows["attention_lstm"]["mae"], rows["cnn_lstm"]["mae"]

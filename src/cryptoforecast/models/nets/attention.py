@@ -21,7 +21,7 @@ class CausalSelfAttention(nn.Module):
 
     The scaled dot-product multi-head form, residual connections and post-LayerNorm follow Vaswani
     et al. (2017, "Attention Is All You Need"). The mask is causal (step ``i`` attends only to
-    steps ``<= i``), so a causal input sequence stays causal per step (house rule R9).
+    steps ``<= i``), so a causal input sequence stays causal per step (tested).
 
     Layout: ``MHA(causal) -> residual + LayerNorm [-> FF -> residual + LayerNorm]``.
 

@@ -17,7 +17,7 @@ class AttentionLSTM(nn.Module):
     Attention-based Neural Machine Translation"); the scaled dot-product multi-head form, residual
     connection and LayerNorm follow Vaswani et al. (2017, "Attention Is All You Need"). The
     attention mask is causal (step ``i`` attends only to steps ``<= i``), so the per-step encoder
-    never looks ahead and ``encode(x[:, :s]) == encode(x)[:, :s]`` (house rule R9).
+    never looks ahead and ``encode(x[:, :s]) == encode(x)[:, :s]`` (tested).
 
     Layout: ``LSTM -> MHA(causal) -> residual + LayerNorm [-> FF -> residual + LayerNorm]`` per
     step, then the last step's representation goes through ``Linear(hidden_size, horizon)``.

@@ -13,7 +13,7 @@ class CNNLSTM(nn.Module):
     The convolution-then-LSTM pattern for price series follows Livieris, Pintelas and Pintelas
     (2020, "A CNN-LSTM model for gold price time-series forecasting"). Here the convolutions
     are causal (left padding, ``CausalConv1d``) and the LSTM unidirectional, so ``encode`` is
-    causal per step (house rule R9) and ``encode(x[:, :s]) == encode(x)[:, :s]``.
+    causal per step (tested) and ``encode(x[:, :s]) == encode(x)[:, :s]``.
 
     Layout: ``conv_layers x [CausalConv1d -> ReLU -> Dropout] -> LSTM -> Dropout -> Linear``.
 

@@ -62,7 +62,7 @@ class LSTMNet(_RecurrentNet):
     """Unidirectional LSTM with a linear head on the last step.
 
     Hochreiter and Schmidhuber (1997), "Long Short-Term Memory". Unidirectional, so ``encode``
-    is causal per step (house rule R9).
+    is causal per step (tested).
 
     Args:
         n_features: Number of input features ``F``.
@@ -91,7 +91,7 @@ class GRUNet(_RecurrentNet):
     """Unidirectional GRU with a linear head on the last step.
 
     Cho et al. (2014), "Learning Phrase Representations using RNN Encoder-Decoder for Statistical
-    Machine Translation". Unidirectional, so ``encode`` is causal per step (house rule R9).
+    Machine Translation". Unidirectional, so ``encode`` is causal per step (tested).
 
     Args:
         n_features: Number of input features ``F``.
@@ -128,7 +128,7 @@ class BiLSTMNet(_RecurrentNet):
     Not causal per step, by design: ``encode(x)[:, i]`` depends on ``x[:, i:]`` through the
     backward direction, so this net is excluded from the R9 per-step perturbation probe. The
     forecast is still free of look-ahead: the window ends at ``t`` (R5), so reading it in both
-    directions uses nothing after ``t``; the research report's warning about bidirectional
+    directions uses nothing after ``t``; the research report's warning on bidirectional
     models concerns windows that extend past ``t``. Do not use it for per-step targets or
     streaming per-step outputs (its step ``i`` output changes as later steps arrive).
 

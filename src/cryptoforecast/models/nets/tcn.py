@@ -140,7 +140,7 @@ class TCN(nn.Module):
     Bai, Kolter and Koltun (2018), "An Empirical Evaluation of Generic Convolutional and
     Recurrent Networks for Sequence Modeling": residual blocks of causal dilated convolutions,
     dilation doubling per block. Causal left padding (no chomp) makes every per-step output
-    depend only on the past (house rule R9); outputs see at most ``receptive_field`` steps.
+    depend only on the past (tested); outputs see at most ``receptive_field`` steps.
 
     Args:
         n_features: Number of input features ``F``.

@@ -20,7 +20,7 @@ class TCNAttention(nn.Module):
     Modeling" (TCAN): a temporal convolutional encoder (Bai et al., 2018) whose per-step outputs
     go through masked (causal) multi-head self-attention with a residual connection and
     LayerNorm (Vaswani et al., 2017). Both stages are causal, so ``encode`` is causal per step
-    (house rule R9); the attention lets the last step reach any earlier step of the window, not
+    (tested); the attention lets the last step reach any earlier step of the window, not
     only those inside the convolutional receptive field.
 
     Layout: ``TemporalBlocks -> MHA(causal) -> residual + LayerNorm [-> FF -> residual +

@@ -215,7 +215,7 @@ class TemporalFusionTransformer(nn.Module):
     Per step: ``VSN -> LSTM -> GateAddNorm(skip: selected) -> IMHA(causal) -> GateAddNorm
     (skip: LSTM block) -> GRN -> GateAddNorm (skip: LSTM block)``, then ``Linear(C, H)`` on the
     last step. Every stage is per step or causal, so ``encode(x[:, :s]) == encode(x)[:, :s]``
-    (house rule R9).
+    (tested).
 
     Args:
         n_features: Number of input features ``F``.
