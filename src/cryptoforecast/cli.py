@@ -180,10 +180,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise DataError(
             f"unknown model type {args.model_type!r}; known: {', '.join(known_models())}"
         )
+    import shlex
+
     from cryptoforecast.pipelines.entry import train_main
 
+    command = shlex.join(["cryptoforecast", *sys.argv[1:]])  # for the traceback hint
     sys.argv = ["cryptoforecast train", *train_overrides(args)]
-    train_main()
+    train_main(command)
     return 0
 
 

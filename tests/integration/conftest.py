@@ -25,4 +25,10 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 
 
 # Small, fast settings on real bundled data: 30 days, log-return features only.
-FAST = ("data.days=30", "features=minimal", "model.variant=lightweight", "logger=none")
+FAST = (
+    "data.days=30",
+    "features=minimal",
+    "model.variant=lightweight",
+    "logger=none",
+    "profile=false",
+)

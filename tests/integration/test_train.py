@@ -28,7 +28,7 @@ REQUIRED = [
 
 
 def test_fast_dev_run_writes_the_run_folder(make_cfg: Callable[..., DictConfig]) -> None:
-    cfg = make_cfg(*FAST, "trainer.fast_dev_run=true")
+    cfg = make_cfg(*FAST, "trainer.fast_dev_run=true", "profile=true")
     metrics = run(cfg)
     out = Path(cfg.paths.output_dir)
     saved = json.loads((out / "metrics.json").read_text())

@@ -69,7 +69,10 @@ class DataSpec:
         if self.market not in MARKETS:
             raise DataError(f"data.market={self.market!r}; choose one of {', '.join(MARKETS)}")
         if self.source == "file" and not self.path:
-            raise DataError("data.source=file needs data.path=/path/to/candles.csv")
+            raise DataError(
+                "data=file needs data.path: data=file data.path=/path/to/candles.csv "
+                "(CSV, CSV.gz or parquet with timestamp, open, high, low, close, volume)"
+            )
         if self.days is not None and self.days <= 0:
             raise DataError(f"data.days must be positive, got {self.days}")
         interval_to_timedelta(self.interval)
@@ -172,7 +175,22 @@ def load_candles(spec: DataSpec, history_bars: int = 0) -> Candles:
     end = pd.Timestamp(spec.end, tz="UTC") if spec.end else frame.index[-1] + step
     start = pd.Timestamp(spec.start, tz="UTC") if spec.start else frame.index[0]
     if spec.days is not None:
-        start = max(start, end - pd.Timedelta(days=spec.days))
+        wanted = end - pd.Timedelta(days=spec.days)
+        if wanted < frame.index[0] and not spec.start:
+            have = (end - frame.index[0]) / pd.Timedelta(days=1)
+            log.warning(
+                "data.days=%g asks for more history than %s holds: %.1f days (%s -> %s); the "
+                "run uses all of it, and its first %d bars only warm up the features "
+                "(set data.days=%d or less to silence this)",
+                spec.days,
+                source_name,
+                have,
+                frame.index[0],
+                frame.index[-1],
+                history_bars,
+                int(have - history_bars * step / pd.Timedelta(days=1)),
+            )
+        start = max(start, wanted)
     frame = frame[frame.index < end]
     in_span = frame.index >= start
     if not in_span.any():

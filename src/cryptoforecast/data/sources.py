@@ -50,7 +50,8 @@ def bundled_path(symbol: str, market: str = "spot", interval: str = "1h") -> Pat
         raise DataError(
             f"no bundled data for symbol={symbol!r} market={market!r} interval={interval!r} "
             f"(looked for {path.name}); bundled files: {', '.join(have)}. "
-            "Use data.source=file data.path=... or data.source=binance for other data."
+            "For other data use data=file data.path=/path/to/candles.csv (your own candles) or "
+            f"data=binance data.symbol={symbol.upper()} (download from Binance)."
         )
     return path
 

@@ -171,7 +171,12 @@ class WalkForwardSplit:
             if self.test_start is not None:
                 test_from = str(pd.Timestamp(test_start, unit="ns", tz="UTC"))
             fold = Fold(k, train, val, test, test_from)
-            _check_sizes(fold, timestamps, min_train=self.train_bars // 2)
+            _check_sizes(
+                fold,
+                timestamps,
+                min_train=self.train_bars // 2,
+                hint=self._hint(times, step, reach),
+            )
             folds.append(fold)
         return folds
 
@@ -192,6 +197,34 @@ class WalkForwardSplit:
                 f"split.test_start={self.test_start} lies outside the samples {lo} -> {hi}"
             )
         return list(range(start, end, shift * bar))
+
+    def bars_needed(self, reach: int) -> int:
+        """Sample bars these folds need.
+
+        Every test segment, one val segment, half of ``train_bars`` for the first fold's
+        training, and the purges between segments.
+        """
+        shift = self.step_bars or self.test_bars
+        purge = reach + self.purge_bars
+        return (
+            (self.n_folds - 1) * shift + self.test_bars + self.val_bars + self.train_bars // 2
+        ) + 2 * purge
+
+    def _hint(self, times: np.ndarray, step: pd.Timedelta, reach: int) -> str:
+        """How many days the requested folds need, and how many folds the data allows."""
+        need = self.bars_needed(reach)
+        have = int((times[-1] - times[0]) // step.value) + 1
+        day = pd.Timedelta(days=1).value / step.value
+        fit = self.n_folds - max(0, -(-(need - have) // (self.step_bars or self.test_bars)))
+        folds = f"split.n_folds={fit}" if fit >= 1 else "fewer folds"
+        return (
+            f"split=walk_forward with n_folds={self.n_folds}, val_bars={self.val_bars}, "
+            f"test_bars={self.test_bars} and train_bars={self.train_bars} (the first fold trains "
+            f"on >= {self.train_bars // 2}) needs about {need} sample bars = "
+            f"{need / day:.1f} days, but the samples span {have} bars = {have / day:.1f} days: "
+            f"use data.days={int(np.ceil(need / day)) + 1} or more, or {folds}, or shorter "
+            "segments (split.val_bars, split.test_bars, split.train_bars)"
+        )
 
 
 def split_on_time_grid(
@@ -219,12 +252,14 @@ def split_on_time_grid(
     return folds
 
 
-def _check_sizes(fold: Fold, timestamps: pd.DatetimeIndex, min_train: int = 1) -> None:
-    """Refuse a fold with an empty segment, naming the numbers."""
+def _check_sizes(
+    fold: Fold, timestamps: pd.DatetimeIndex, min_train: int = 1, hint: str | None = None
+) -> None:
+    """Refuse a fold with an empty segment, naming the numbers (and ``hint``: the fix)."""
     sizes = {"train": len(fold.train), "val": len(fold.val), "test": len(fold.test)}
     if sizes["train"] < min_train or not sizes["val"] or not sizes["test"]:
         raise DataError(
             f"fold {fold.number} has too few samples {sizes} (need train >= {min_train}, val and "
             f"test >= 1) from {len(timestamps)} samples spanning {timestamps[0]} -> "
-            f"{timestamps[-1]}; use more data.days, fewer folds or shorter segments"
+            f"{timestamps[-1]}; " + (hint or "use more data.days, fewer folds or shorter segments")
         )

@@ -36,7 +36,10 @@ class TargetSpec:
     def __post_init__(self) -> None:
         hs = self.horizons
         if not hs or any(int(h) != h or h < 1 for h in hs):
-            raise DataError(f"target.horizon must be positive integers, got {self.horizon!r}")
+            raise DataError(
+                f"target.horizon must be positive integers (bars ahead), got {self.horizon!r}: "
+                "use e.g. target.horizon=1, or target.horizon=[1,4,24] for one head per horizon"
+            )
         if len(set(hs)) != len(hs):
             raise DataError(f"target.horizon has duplicates: {self.horizon!r}")
         if self.execution_lag < 0:

@@ -12,6 +12,10 @@ Two backtests per model, same costs: ``backtest_*`` / ``n_trades`` trade the con
 
 Writes ``benchmark.csv``, ``benchmark.json``, ``benchmark.md``, ``predictions_<model>.parquet``,
 ``mae_by_model.png`` and ``equity_by_model.png`` into the run folder.
+
+``benchmark=quick`` is a smoke preset (``benchmark.smoke: true``): a few minutes on 2 cores, to
+check that everything runs. The console, ``benchmark.md`` and ``benchmark.json`` then say that
+its figures are not a result.
 """
 
 from __future__ import annotations
@@ -47,6 +51,12 @@ from cryptoforecast.utils.report import fmt_value, json_clean
 
 log = logging.getLogger(__name__)
 
+SMOKE_NOTE = (
+    "SMOKE PRESET (benchmark=quick), NOT A RESULT: {days:g} days, {folds} folds, at most {epochs} "
+    "epochs, lightweight models. It shows that the benchmark runs; for figures to compare models "
+    "run `python benchmark.py` (default) or benchmark=full."
+)
+
 # columns of benchmark.csv / benchmark.md, in order
 HEADLINE = [
     "mae",
@@ -81,9 +91,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"benchmark.py compares models on one symbol; data.symbols={list(cfg.data.symbols)} "
             "is a multi-asset run (use train.py, or run the benchmark once per data.symbol)"
         )
+    note = smoke_note(cfg)
+    if note:
+        log.warning(note)
     L.seed_everything(cfg.seed, workers=True)
     candles, samples, folds = prepare(cfg, out_dir)
     models = list(cfg.benchmark.models)
+    variant = cfg.benchmark.get("variant")
     spec = backtest_spec(cfg, samples.target.kind)
     plain = sign_spec(spec, samples.target.kind)
     rules = {"backtest": spec.rule, "sign": plain.rule}
@@ -103,7 +117,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             for fold in folds:
                 progress.update(task, description=f"{name} fold {fold.number}")
                 L.seed_everything(cfg.seed, workers=True)
-                model = base_forecaster(cfg, name)
+                model = base_forecaster(cfg, name, variant)
                 fitted = model.fit(samples, fold, out_dir / name / f"fold_{fold.number}")
                 pred = model.predict(samples, fold.test)
                 frame = prediction_frame(samples, fold, pred)
@@ -123,9 +137,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             rows[name] = _row(frames[name], backtests[name], ops, prof, fold_mae, signed)
     _add_tests(rows, frames, models, str(cfg.benchmark.reference))
     summary = _criteria(rows)
-    _write(out_dir, rows, summary, backtests, models, samples.symbol, rules)
-    _print(rows, summary, models, rules)
-    return {"rows": rows, "criteria": summary}
+    _write(out_dir, rows, summary, backtests, models, samples.symbol, rules, note)
+    _print(rows, summary, models, rules, note)
+    return {"rows": rows, "criteria": summary, "note": note}
+
+
+def smoke_note(cfg: DictConfig) -> str | None:
+    """The "not a result" note of a smoke preset (``benchmark.smoke: true``), else None."""
+    if not cfg.benchmark.get("smoke"):
+        return None
+    return SMOKE_NOTE.format(
+        days=float(cfg.data.days or 0), folds=cfg.split.n_folds, epochs=cfg.trainer.max_epochs
+    )
 
 
 def _row(
@@ -226,6 +249,7 @@ def _write(
     models: list[str],
     symbol: str,
     rules: dict[str, str],
+    note: str | None = None,
 ) -> None:
     table = pd.DataFrame({m: {k: rows[m].get(k) for k in HEADLINE} for m in models}).T
     table.index.name = "model"
@@ -237,13 +261,15 @@ def _write(
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
     write_metrics(flat, out_dir / "benchmark_metrics.json")
-    doc = json_clean({"models": rows, "criteria": criteria, "rules": rules})
+    doc = json_clean({"models": rows, "criteria": criteria, "rules": rules, "smoke_preset": note})
     (out_dir / "benchmark.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     md = ["| model | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
     for m in models:
         md.append(f"| {m} | " + " | ".join(fmt_value(rows[m].get(k)) for k in HEADLINE) + " |")
     md += ["", rule_note(rules)]
     md += ["", "Criteria:", ""] + [f"- {k}: {fmt_value(v)}" for k, v in criteria.items()]
+    if note:
+        md = [f"**{note}**", "", *md]
     (out_dir / "benchmark.md").write_text("\n".join(md) + "\n")
     _plot_mae(rows, models, out_dir / "mae_by_model.png")
     plot_equity_comparison(
@@ -302,11 +328,13 @@ def _print(
     criteria: dict[str, Any],
     models: list[str],
     rules: dict[str, str],
+    note: str | None = None,
 ) -> None:
-    table = Table(
-        title="benchmark: pooled out-of-sample (first horizon), after costs; "
+    title = (
+        "benchmark: pooled out-of-sample (first horizon), after costs; "
         f"Sharpe: {rules['backtest']} rule, sign ret: {rules['sign']} rule"
     )
+    table = Table(title=f"{title}\n{note}" if note else title)
     cols = {
         "mae": "MAE",
         "directional_accuracy": "dir acc",
@@ -330,3 +358,5 @@ def _print(
     console.print(table)
     for k, v in criteria.items():
         console.print(f"{k}: {fmt_value(v)}", highlight=False)
+    if note:
+        console.print(note, highlight=False)

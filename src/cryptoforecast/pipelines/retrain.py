@@ -79,6 +79,7 @@ ALLOWED_TARGETS: frozenset[str] = frozenset(
         "cryptoforecast.models.nets.tcn.TCN",
         "cryptoforecast.models.nets.tcn_attention.TCNAttention",
         "cryptoforecast.models.nets.tft.TemporalFusionTransformer",
+        "cryptoforecast.tracking.progress.EpochProgress",
         "cryptoforecast.tracking.wandb_setup.make_wandb_logger",
         "lightning.Trainer",
         "lightning.pytorch.callbacks.EarlyStopping",

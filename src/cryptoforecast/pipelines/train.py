@@ -32,7 +32,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cryptoforecast.backtest.engine import BacktestResult, BacktestSpec, run_backtest
 from cryptoforecast.backtest.plots import plot_equity
@@ -55,6 +55,7 @@ from cryptoforecast.tracking.report import (
     log_results,
     start_run,
 )
+from cryptoforecast.utils.errors import ConfigError
 from cryptoforecast.utils.report import print_summary
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def prepare_run(cfg: DictConfig, out_dir: Path) -> RunData:
     report per symbol (keyed by symbol) and per-symbol segment sizes in ``splits.json``.
     """
     data = run_data(cfg)
+    data.folds = limit_test_windows(data.folds, cfg.get("limit_test_windows"))
     quality = out_dir / "data_quality.json"
     if len(data.candles_by_symbol) == 1:
         data.candles.report.save(quality)
@@ -97,6 +99,17 @@ def prepare_run(cfg: DictConfig, out_dir: Path) -> RunData:
         json.dumps([describe_fold(data.samples, f) for f in data.folds], indent=2) + "\n"
     )
     return data
+
+
+def limit_test_windows(folds: list[Fold], limit: int | None) -> list[Fold]:
+    """Keep only the first ``limit`` test samples of each fold (None: all). For smoke tests
+    (``debug=fdr``): the metrics of so few windows are no result."""
+    if limit is None:
+        return folds
+    if int(limit) < 1:
+        raise ConfigError(f"limit_test_windows={limit}; use a positive number or null (all)")
+    log.warning("limit_test_windows=%d: each fold predicts only its first test windows", limit)
+    return [dataclasses.replace(f, test=f.test[: int(limit)]) for f in folds]
 
 
 def describe_fold(samples: SampleSet, fold: Fold) -> dict[str, object]:
@@ -129,7 +142,28 @@ def run(cfg: DictConfig) -> dict[str, float]:
         finish_open_run(cfg)
 
 
+def refuse_misleading(cfg: DictConfig) -> None:
+    """Refuse a config that would run to a normal-looking table but mean nothing.
+
+    Raises:
+        ConfigError: ``trainer.max_epochs=0`` (or below -1) for a model trained by Lightning:
+            it would score an untrained net as if it were a result.
+    """
+    module = cfg.model.get("module") or {}
+    trains = "net" in module or str(module.get("_target_", "")).endswith(".StackingEnsemble")
+    epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
+    if trains and epochs is not None and (epochs == 0 or epochs < -1):
+        raise ConfigError(
+            f"trainer.max_epochs={epochs} would score an untrained {cfg.model.name} as if it "
+            "were a result; use trainer.max_epochs=1 or more (debug=fdr for a one-batch smoke "
+            "test, model=naive for the no-training baseline)"
+        )
+
+
 def _run(cfg: DictConfig) -> dict[str, float]:
+    refuse_misleading(cfg)
+    if OmegaConf.select(cfg, "trainer.fast_dev_run", default=False):
+        log.warning("fast_dev_run: one training batch; the metrics below are a smoke test")
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     quiet_lightning_console()
@@ -161,8 +195,10 @@ def _run(cfg: DictConfig) -> dict[str, float]:
         fold_scores = {**score(frame, "test"), **score_by_symbol(frame, "test")} if multi else {}
         metrics.update({f"fold{fold.number}/{k}": v for k, v in fold_scores.items()})
         title = f"{cfg.model.name} ({samples.symbol})" + (f" fold {fold.number}" if multi else "")
-        images = fold_figures(model, samples, fold, frame, fold_dir, title)
-        images.update(symbol_figures(frame, fold_dir, title))
+        images: dict[str, Path] = {}
+        if cfg.get("plots", True):
+            images = fold_figures(model, samples, fold, frame, fold_dir, title)
+            images.update(symbol_figures(frame, fold_dir, title))
         log_fit_curves(fold_run, model)
         if multi:
             fold_metrics = dict(fit_metrics, **fold_scores)
@@ -186,8 +222,12 @@ def _run(cfg: DictConfig) -> dict[str, float]:
         metrics.update(score_by_symbol(baseline, name))
         if name == "baseline":  # DM vs zero-return persistence, binomial p of the hit rate
             metrics.update(summary_tests(predictions, baseline))
-    # Operational profile of the (last fold's) fitted model: size, warm latency, peak RSS.
-    ops.update(profile_forecaster(model, samples, folds[-1].test, n_single=100, n_batch=10))
+    if cfg.get("profile", True):  # size, warm latency, peak RSS of the (last fold's) model
+        log.info(
+            "profiling %s: 100 single + 10 batch predictions (profile=false skips this)",
+            cfg.model.name,
+        )
+        ops.update(profile_forecaster(model, samples, folds[-1].test, n_single=100, n_batch=10))
     metrics.update({k: round(v, 3) if k == "ops/train_seconds" else v for k, v in ops.items()})
     metrics["data/n_features"] = samples.n_features
     for part in ("train", "val", "test"):
@@ -211,10 +251,11 @@ def _run(cfg: DictConfig) -> dict[str, float]:
         symbols=samples.symbols if several else (),
     )
     if multi:  # the pooled out-of-sample figure (each fold's is in fold_<k>/) and its own run
-        pooled = plot_pred_vs_actual(
-            predictions, out_dir / "pred_vs_actual.png", f"{cfg.model.name}: all folds"
-        )
-        images = {"pred_vs_actual": pooled}
+        images = {}
+        if cfg.get("plots", True):
+            images["pred_vs_actual"] = plot_pred_vs_actual(
+                predictions, out_dir / "pred_vs_actual.png", f"{cfg.model.name}: all folds"
+            )
         job_run = start_run(cfg, aggregate=True)
     log_results(job_run, metrics, {**images, "equity": out_dir / "equity.png"}, predictions)
     finish_run(job_run)
