@@ -63,6 +63,14 @@ def test_unknown_model_suggests_the_closest_option(tmp_path: Path) -> None:
     _assert_clean(res, "did you mean model=tcn?")
 
 
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="needs a machine where torch sees no GPU"
+)
+def test_gpu_trainer_without_a_gpu_says_what_to_do(tmp_path: Path) -> None:
+    res = _train("trainer=gpu", "data.days=60", "logger=none", out=tmp_path / "run")
+    _assert_clean(res, "sees no CUDA GPU", "trainer=cpu", "CUDA build of torch")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("overrides", "expected"),

@@ -31,6 +31,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import pandas as pd
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -147,7 +148,8 @@ def refuse_misleading(cfg: DictConfig) -> None:
 
     Raises:
         ConfigError: ``trainer.max_epochs=0`` (or below -1) for a model trained by Lightning:
-            it would score an untrained net as if it were a result.
+            it would score an untrained net as if it were a result; or a GPU trainer where
+            torch sees no CUDA device (Lightning's own error says nothing about the fix).
     """
     module = cfg.model.get("module") or {}
     trains = "net" in module or str(module.get("_target_", "")).endswith(".StackingEnsemble")
@@ -157,6 +159,13 @@ def refuse_misleading(cfg: DictConfig) -> None:
             f"trainer.max_epochs={epochs} would score an untrained {cfg.model.name} as if it "
             "were a result; use trainer.max_epochs=1 or more (debug=fdr for a one-batch smoke "
             "test, model=naive for the no-training baseline)"
+        )
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="cpu"))
+    if trains and accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} (trainer=gpu or trainer=ddp), but torch "
+            f"{torch.__version__} sees no CUDA GPU: on this machine use trainer=cpu; on a GPU "
+            "machine install a CUDA build of torch (README, 'Training on a GPU')"
         )
 
 
