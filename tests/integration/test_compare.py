@@ -177,17 +177,21 @@ def test_compare_a_real_multirun(
     table = pd.read_csv(out / "comparison.csv", index_col="run")
     assert sorted(table["model"]) == sorted(TINY_MODELS)
     assert table["test/rmse"].is_monotonic_increasing
-    for key in ("test/mae", "baseline/rmse", "backtest/sharpe", "ops/train_seconds"):
+    keys = ("test/mae", "baseline/rmse", "backtest/total_return", "backtest/n_trades")
+    for key in (*keys, "backtest_sign/total_return", "ops/train_seconds"):
         assert table[key].notna().all(), key
+    # the cost-aware rule may never trade: its Sharpe is then undefined (NaN), not 0
+    flat = table["backtest/n_trades"] == 0
+    assert table.loc[~flat, "backtest/sharpe"].notna().all()
     assert "features.lookback" in table.columns  # tcn_attention runs with lookback 128
     assert not any(c.startswith(("paths.", "hydra.")) for c in table.columns)
     assert (out / "comparison_test_rmse.png").read_bytes()[:8] == PNG
     assert (out / "comparison.md").read_text().startswith("| run | model | test/rmse |")
     # default --out: the first PATH; --desc reverses the order
-    assert main(["compare", str(sweep), "--sort", "backtest/sharpe", "--desc"]) == 0
+    assert main(["compare", str(sweep), "--sort", "backtest_sign/total_return", "--desc"]) == 0
     desc = pd.read_csv(sweep / "comparison.csv", index_col="run")
-    assert desc["backtest/sharpe"].is_monotonic_decreasing
-    assert (sweep / "comparison_backtest_sharpe.png").read_bytes()[:8] == PNG
+    assert desc["backtest_sign/total_return"].is_monotonic_decreasing
+    assert (sweep / "comparison_backtest_sign_total_return.png").read_bytes()[:8] == PNG
 
 
 @pytest.mark.slow

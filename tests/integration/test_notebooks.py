@@ -144,10 +144,12 @@ def test_compare_notebook_runs_on_a_real_multirun(
     run.log({"val/loss": 0.5})
     run.summary["test/rmse"] = 123.0
     wandb.finish()
-    # one job as the default logger (wandb, offline) leaves it: no csv/, the curve in wandb/
+    # one job as an older default-logger run (wandb, offline) left it: no csv/, no per-epoch
+    # metrics.csv in the run folder, the curve only in wandb/
     job = sweep / JOBS["attention_lstm"]
     epochs = pd.read_csv(job / "csv" / "metrics.csv").dropna(subset=["val/loss"])
     shutil.rmtree(job / "csv")
+    (job / "metrics.csv").unlink()
     run = wandb.init(mode="offline", dir=job, project="p", name="default-logger")
     for epoch, val in zip(epochs["epoch"], epochs["val/loss"], strict=True):
         run.log({"val/loss": float(val), "epoch": int(epoch)})
@@ -158,6 +160,6 @@ def test_compare_notebook_runs_on_a_real_multirun(
     for model in JOBS:
         assert model in text
     assert "3 run equity curve(s)" in text and "2 validation curve(s)" in text
-    assert "wandb/offline-run-" in text and "csv/metrics.csv" in text  # both sources drawn
+    assert "wandb/offline-run-" in text and "metrics.csv" in text  # both sources drawn
     assert "offline-probe" in text and "123.0" in text
     assert _images(nb) == 3  # metrics side by side, equity, validation loss

@@ -129,8 +129,9 @@ def test_kill_9_after_a_worse_epoch_then_resume_equals_the_uninterrupted_run(
     # the same best epoch, restored for testing in both runs, each from its own folder
     best_resumed = best_checkpoint(resumed_dir / "checkpoints")
     assert best_resumed.name == best_full.name
-    assert f"restored the best weights from {best_full}" in full_log
-    assert f"restored the best weights from {best_resumed}" in resumed_log
+    epoch = int(best_full.stem.split("_")[1])  # epoch_003.ckpt: 0-based; the log counts from 1
+    assert f"restored the best weights (epoch {epoch + 1}) from {best_full}" in full_log
+    assert f"restored the best weights (epoch {epoch + 1}) from {best_resumed}" in resumed_log
     _assert_same_weights(best_full, best_resumed)
     for run in (full_dir, resumed_dir):
         assert _checkpoint_state(run / "checkpoints" / "last.ckpt") == (epochs - 1, best_full.name)

@@ -76,8 +76,13 @@ def test_attention_model_run_holds_metrics_images_config_and_table(
     on_disk = json.loads((out / "metrics.json").read_text())
     for key in ("test/rmse", "test/mae", "baseline/rmse", "baseline_last/rmse", "ops/params"):
         assert summary[key] == pytest.approx(on_disk[key]) == pytest.approx(metrics[key])
-    for key in ("backtest/sharpe", "backtest/total_return", "ops/train_seconds", "data/n_test"):
+    keys = ("backtest/total_return", "backtest/n_trades", "backtest_sign/sharpe")
+    for key in (*keys, "ops/train_seconds", "data/n_test"):
         assert summary[key] == pytest.approx(on_disk[key])
+    if on_disk["backtest/sharpe"] is None:  # the cost rule never traded: undefined, not logged
+        assert on_disk["backtest/n_trades"] == 0 and "backtest/sharpe" not in summary
+    else:
+        assert summary["backtest/sharpe"] == pytest.approx(on_disk["backtest/sharpe"])
 
     # per-epoch curves from Lightning's WandbLogger, in this same run
     train_rows = [h for h in saved["history"] if "train/loss" in h]
@@ -148,7 +153,8 @@ def test_walk_forward_logs_a_run_per_fold_and_an_aggregate(
     assert agg["run"]["job_type"] == "aggregate" and agg["exit_code"] == 0
     for key in ("wf/mae_mean", "wf/mae_std", "test/rmse", "baseline/rmse", "baseline_last/mae"):
         assert agg["summary"][key] == pytest.approx(metrics[key])
-    assert agg["summary"]["backtest/sharpe"] == pytest.approx(metrics["backtest/sharpe"])
+    assert agg["summary"]["backtest_sign/sharpe"] == pytest.approx(metrics["backtest_sign/sharpe"])
+    assert agg["summary"]["backtest/n_trades"] == metrics["backtest/n_trades"]
     assert {"plots/pred_vs_actual", "plots/equity", "predictions"} <= set(agg["summary"])
     assert (out / "pred_vs_actual.png").exists()
 

@@ -35,6 +35,8 @@ KEY_METRICS = (
     "baseline/rmse",
     "backtest/sharpe",
     "backtest/total_return",
+    "backtest/n_trades",
+    "backtest_sign/total_return",
     "ops/train_seconds",
     "val/loss_best",
 )
@@ -46,6 +48,8 @@ BENCHMARK_COLUMNS = {
     "backtest_sharpe": "backtest/sharpe",
     "backtest_total_return": "backtest/total_return",
     "backtest_max_drawdown": "backtest/max_drawdown",
+    "n_trades": "backtest/n_trades",
+    "sign_total_return": "backtest_sign/total_return",
     "train_seconds": "ops/train_seconds",
     "params": "ops/params",
 }

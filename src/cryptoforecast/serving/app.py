@@ -89,7 +89,10 @@ def _check_time(value: str | int | float) -> str | int | float:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
     if not MIN_TIME <= when < MAX_TIME:
-        raise ValueError(f"timestamp must lie in [{MIN_TIME:%Y-%m-%d}, {MAX_TIME:%Y-%m-%d}) UTC")
+        raise ValueError(
+            f"timestamp is out of range: it must lie in [{MIN_TIME:%Y-%m-%d}, "
+            f"{MAX_TIME:%Y-%m-%d}) UTC"
+        )
     return value
 
 
