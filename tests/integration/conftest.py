@@ -32,3 +32,11 @@ FAST = (
     "logger=none",
     "profile=false",
 )
+# two small walk-forward folds (fold0, fold1 and the pooled aggregate) on FAST's data
+WALK_FORWARD = (
+    "split=walk_forward",
+    "split.n_folds=2",
+    "split.val_bars=72",
+    "split.test_bars=72",
+    "split.train_bars=200",
+)

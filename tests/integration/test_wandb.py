@@ -19,18 +19,11 @@ from omegaconf import DictConfig
 from cryptoforecast.pipelines.train import run
 from cryptoforecast.tracking.wandb_setup import read_offline_run
 
-from .conftest import FAST
+from .conftest import FAST, WALK_FORWARD
 
 WANDB_FAST = tuple(o for o in FAST if not o.startswith("logger=")) + ("logger=wandb",)
 # a real (tiny) fit, so Lightning logs epochs: fast_dev_run disables loggers
 SHORT_FIT = ("trainer.max_epochs=2", "trainer.limit_train_batches=2")
-WALK_FORWARD = (
-    "split=walk_forward",
-    "split.n_folds=2",
-    "split.val_bars=72",
-    "split.test_bars=72",
-    "split.train_bars=200",
-)
 ATTENTION_PNGS = ("attention_heads.png", "attention_by_lag.png")
 
 

@@ -21,17 +21,9 @@ import pytest
 from cryptoforecast.paths import PROJECT_ROOT
 from cryptoforecast.tracking.wandb_setup import read_offline_run
 
-from .conftest import FAST
+from .conftest import FAST, WALK_FORWARD
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"  # 40 characters, the shape of a W&B key
-# two walk-forward folds: three W&B runs (fold0, fold1, aggregate) in one process
-WALK_FORWARD = (
-    "split=walk_forward",
-    "split.n_folds=2",
-    "split.val_bars=72",
-    "split.test_bars=72",
-    "split.train_bars=200",
-)
 
 
 def closed_port() -> int:
